@@ -1,0 +1,8 @@
+//! Boot entries and bootloaders: BLS Type 1 entries, GRUB configuration,
+//! the GRUB environment block and the GRUB EFI binary.
+
+pub mod bls;
+pub mod grub_cfg;
+pub mod grub_efi;
+pub mod grubenv;
+pub mod os_release;

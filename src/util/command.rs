@@ -1,1 +1,89 @@
-//! (to be written)
+//! The one place cbootc runs external programs.
+//!
+//! Some jobs belong to the distribution's own tools (`mkfs.ext4`,
+//! `grub-mkstandalone`): re-implementing them would drift from what the
+//! distribution boots with. Every such call goes through [`run`], so that a
+//! failure always names the program, its arguments and what it printed.
+
+use std::ffi::OsStr;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// Run `program args…`, wait for it, and fail with its stderr if it fails.
+///
+/// Returns its standard output. Standard input is closed so that a tool that
+/// unexpectedly prompts fails instead of hanging.
+pub fn run<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Result<String> {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    run_command(&mut cmd)
+}
+
+/// Like [`run`], for a [`Command`] the caller has prepared (environment,
+/// working directory, `chroot` prefix).
+pub fn run_command(cmd: &mut Command) -> Result<String> {
+    let shown = describe(cmd);
+    tracing::debug!("running {shown}");
+    let output = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = stderr.trim();
+        let detail = if stderr.is_empty() {
+            String::from_utf8_lossy(&output.stdout).trim().to_string()
+        } else {
+            stderr.to_string()
+        };
+        bail!("{shown} failed ({}): {detail}", output.status);
+    }
+    String::from_utf8(output.stdout).with_context(|| format!("{shown} printed non-UTF-8 output"))
+}
+
+/// Whether `program` can be found on `$PATH`.
+pub fn exists(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&arg.to_string_lossy());
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_returns_stdout() {
+        assert_eq!(run("echo", &["hello"]).unwrap(), "hello\n");
+    }
+
+    #[test]
+    fn failure_names_program_and_stderr() {
+        let err = run("sh", &["-c", "echo broken >&2; exit 3"]).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("sh -c"), "{msg}");
+        assert!(msg.contains("broken"), "{msg}");
+        assert!(msg.contains("exit status: 3"), "{msg}");
+    }
+
+    #[test]
+    fn missing_program_is_an_error() {
+        let err = run("cbootc-no-such-program", &[] as &[&str]).unwrap_err();
+        assert!(format!("{err:#}").contains("cannot run cbootc-no-such-program"));
+    }
+
+    #[test]
+    fn exists_finds_sh() {
+        assert!(exists("sh"));
+        assert!(!exists("cbootc-no-such-program"));
+    }
+}

@@ -6,6 +6,8 @@
 //! ([`disk`]). The binary's subcommands (`src/cmd/`) only parse arguments and
 //! call into these layers.
 
+#![deny(unsafe_code)]
+
 pub mod boot;
 pub mod deploy;
 pub mod disk;

@@ -48,6 +48,44 @@ pub fn exists(program: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
+/// Where external programs come from.
+///
+/// A disk must not mix the host's and the image's bootloader or filesystem
+/// tool versions, so install runs `mkfs.*` and `grub-mkstandalone` from the
+/// image being installed (chrooted into its mounted root) and only falls back
+/// to the host's copy when the image has none.
+pub trait Tools {
+    /// A command that runs `program` from this tool root.
+    fn command(&self, program: &str) -> Result<Command>;
+    /// A scratch directory both sides can use: (path as seen by cbootc,
+    /// path as seen by the program).
+    fn scratch(&self) -> (&std::path::Path, &std::path::Path);
+}
+
+/// The tools of the system cbootc itself runs on.
+#[derive(Debug)]
+pub struct HostTools {
+    scratch: tempfile::TempDir,
+}
+
+impl HostTools {
+    /// Host tools with a fresh scratch directory under `$TMPDIR`.
+    pub fn new() -> Result<Self> {
+        Ok(Self {
+            scratch: tempfile::tempdir().context("creating a scratch directory")?,
+        })
+    }
+}
+
+impl Tools for HostTools {
+    fn command(&self, program: &str) -> Result<Command> {
+        Ok(Command::new(program))
+    }
+    fn scratch(&self) -> (&std::path::Path, &std::path::Path) {
+        (self.scratch.path(), self.scratch.path())
+    }
+}
+
 fn describe(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for arg in cmd.get_args() {

@@ -12,5 +12,6 @@ pub mod boot;
 pub mod deploy;
 pub mod disk;
 pub mod image;
+pub mod install;
 pub mod repo;
 pub mod util;

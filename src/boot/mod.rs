@@ -5,4 +5,5 @@ pub mod bls;
 pub mod grub_cfg;
 pub mod grub_efi;
 pub mod grubenv;
+pub mod menu;
 pub mod os_release;

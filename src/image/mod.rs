@@ -6,3 +6,4 @@ pub mod containerenv;
 pub mod extract;
 pub mod imgref;
 pub mod import;
+pub mod tools;

@@ -1,0 +1,227 @@
+//! Shared helpers for the integration tests: building test images, running
+//! the real `cbootc` binary, and inspecting its disks with independent tools
+//! (sfdisk, mtools, losetup, mount, grub-editenv).
+
+#![allow(dead_code)]
+
+pub mod oci;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use composefs::erofs::format::FormatVersion;
+use composefs::fsverity::{Algorithm, FsVerityHashValue, Sha512HashValue};
+use composefs::repository::{Repository, RepositoryConfig};
+use composefs_boot::BootOps;
+use composefs_oci::{OciImage, OciTransformOptions, PullOptions};
+use rustix::fs::CWD;
+
+/// Run `cbootc ARGS…` and return its output.
+pub fn cbootc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cbootc"))
+        .args(args)
+        .env("CBOOTC_CONTAINERENV", "/nonexistent/.containerenv")
+        .output()
+        .expect("running cbootc")
+}
+
+/// Like [`cbootc`], asserting success and echoing its log.
+pub fn cbootc_ok(args: &[&str]) -> Output {
+    let out = cbootc(args);
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "cbootc {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Run a program and return stdout, panicking with its stderr on failure.
+pub fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn require_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "these tests install to loop devices and must run as root"
+    );
+}
+
+/// The bootable image id of `oci_ref`, computed with the composefs crates
+/// alone (create_filesystem + transform_for_boot + compute_image_id, the
+/// same steps as `cfsctl oci compute-id --bootable`), not through cbootc.
+pub fn independent_boot_id(oci_ref: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, _) = Repository::<Sha512HashValue>::init_path(
+        CWD,
+        dir.path().join("repo"),
+        RepositoryConfig::new(Algorithm::SHA512).set_insecure(),
+    )
+    .unwrap();
+    let repo = Arc::new(repo);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let r = rt
+        .block_on(composefs_oci::pull(&repo, oci_ref, None, PullOptions::default()))
+        .unwrap();
+    let img = OciImage::open(&repo, &r.manifest_digest, None).unwrap();
+    let mut fs = composefs_oci::image::create_filesystem(
+        &repo,
+        img.config_digest(),
+        Some(img.config_verity()),
+        &OciTransformOptions::default(),
+    )
+    .unwrap();
+    fs.transform_for_boot(&repo).unwrap();
+    fs.compute_image_id(FormatVersion::V1).to_hex()
+}
+
+/// A partition as `sfdisk --json` reports it.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub start: u64,
+    pub size: u64,
+    pub type_guid: String,
+    pub uuid: String,
+    pub name: String,
+}
+
+impl Part {
+    pub fn offset(&self) -> u64 {
+        self.start * 512
+    }
+    pub fn bytes(&self) -> u64 {
+        self.size * 512
+    }
+}
+
+pub fn partitions(disk: &Path) -> Vec<Part> {
+    let json: serde_json::Value =
+        serde_json::from_str(&sh("sfdisk", &["--json", disk.to_str().unwrap()])).unwrap();
+    let table = &json["partitiontable"];
+    assert_eq!(table["label"], "gpt");
+    table["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| Part {
+            start: p["start"].as_u64().unwrap(),
+            size: p["size"].as_u64().unwrap(),
+            type_guid: p["type"].as_str().unwrap().to_uppercase(),
+            uuid: p["uuid"].as_str().unwrap().to_uppercase(),
+            name: p["name"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect()
+}
+
+/// Read a file from the FAT ESP with mtools.
+pub fn esp_read(disk: &Path, esp: &Part, path: &str) -> Vec<u8> {
+    let img = format!("{}@@{}", disk.display(), esp.offset());
+    let out = Command::new("mtype")
+        .args(["-i", &img, &format!("::{path}")])
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mtype {path}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Copy a file out of the ESP (binary-safe) into `dest`.
+pub fn esp_copy(disk: &Path, esp: &Part, path: &str, dest: &Path) {
+    let img = format!("{}@@{}", disk.display(), esp.offset());
+    let out = Command::new("mcopy")
+        .args(["-n", "-i", &img, &format!("::{path}"), dest.to_str().unwrap()])
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mcopy {path}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// List a directory of the ESP (names only).
+pub fn esp_ls(disk: &Path, esp: &Part, path: &str) -> Vec<String> {
+    let img = format!("{}@@{}", disk.display(), esp.offset());
+    let out = Command::new("mdir")
+        .args(["-b", "-i", &img, &format!("::{path}")])
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mdir {path}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_end_matches('/').rsplit('/').next().unwrap().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// A partition loop-mounted read-only with losetup + mount; released on drop.
+pub struct Mounted {
+    pub dir: tempfile::TempDir,
+    loopdev: String,
+}
+
+impl Mounted {
+    pub fn new(disk: &Path, part: &Part) -> Self {
+        let loopdev = sh(
+            "losetup",
+            &[
+                "--find",
+                "--show",
+                "--read-only",
+                "--offset",
+                &part.offset().to_string(),
+                "--sizelimit",
+                &part.bytes().to_string(),
+                disk.to_str().unwrap(),
+            ],
+        )
+        .trim()
+        .to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let m = Command::new("mount")
+            .args(["-o", "ro", &loopdev, dir.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        if !m.status.success() {
+            let _ = Command::new("losetup").args(["-d", &loopdev]).status();
+            panic!("mount {loopdev}: {}", String::from_utf8_lossy(&m.stderr));
+        }
+        Mounted { dir, loopdev }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+        let _ = Command::new("losetup").args(["-d", &self.loopdev]).status();
+    }
+}
+
+/// sha256 of a file's content.
+pub fn file_sha256(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("cbootc-test-").tempdir_in("/var/tmp").unwrap()
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+pub fn pathbuf(p: &str) -> PathBuf {
+    PathBuf::from(p)
+}

@@ -344,4 +344,34 @@ mod tests {
         );
         assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
     }
+
+    #[test]
+    fn same_layout_fits_a_4k_sector_disk() {
+        // A 4Kn disk, emulated by a loop device with 4096-byte logical
+        // blocks: the layout planned with the 512-byte rules must fit, and
+        // the GPT must be written in 4096-byte LBAs.
+        let size = 1024 * MIB;
+        let img = image(size);
+        let lo =
+            crate::disk::loopdev::LoopDevice::attach_with_block_size(img.path(), 0, 0, false, 4096)
+                .unwrap();
+        let layout = Layout::plan(size, 100 * MIB, 100 * MIB).unwrap();
+        let ids = PartitionIds::random();
+        write_gpt(lo.path(), &layout, &ids).unwrap();
+        let json = sfdisk_json(lo.path());
+        lo.detach().unwrap();
+        let pt = &json["partitiontable"];
+        assert_eq!(pt["sectorsize"], 4096);
+        assert_eq!(pt["firstlba"], 6);
+        let parts = pt["partitions"].as_array().unwrap();
+        assert_eq!(parts[0]["start"], MIB / 4096);
+        assert_eq!(parts[0]["size"], layout.esp.size / 4096);
+        assert_eq!(parts[1]["start"], layout.root.start / 4096);
+        assert_eq!(parts[1]["size"], layout.root.size / 4096);
+        assert_eq!(pt["lastlba"], (layout.root.end() / 4096) - 1);
+        assert_eq!(
+            parts[1]["uuid"].as_str().unwrap(),
+            ids.root_partuuid.hyphenated().to_string().to_uppercase()
+        );
+    }
 }

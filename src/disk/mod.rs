@@ -11,4 +11,5 @@ pub mod layout;
 pub mod loopdev;
 pub mod mkfs;
 pub mod mount;
+pub mod mountinfo;
 pub mod probe;

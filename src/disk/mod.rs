@@ -13,3 +13,5 @@ pub mod mkfs;
 pub mod mount;
 pub mod mountinfo;
 pub mod probe;
+#[cfg(test)]
+mod testutil;

@@ -460,4 +460,39 @@ mod tests {
         m.unmount().unwrap();
         assert!(mounted_fstypes(dir.path()).is_empty());
     }
+
+    #[test]
+    fn ext4_data_survives_unmount_and_detach() {
+        use crate::disk::loopdev::LoopDevice;
+        use crate::disk::mkfs::{FsKind, mkfs};
+        use crate::disk::testutil::ScratchDisk;
+
+        let disk = ScratchDisk::new(64 << 20);
+        let tools = crate::util::command::HostTools::new().unwrap();
+        mkfs(
+            &tools,
+            FsKind::Ext4,
+            disk.dev(),
+            "t",
+            &uuid::Uuid::new_v4(),
+            false,
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let m = Mount::new(disk.dev(), dir.path(), "ext4", MountFlags::empty(), None).unwrap();
+        assert_eq!(mounted_fstypes(dir.path()), vec!["ext4"]);
+        std::fs::write(dir.path().join("hello"), b"persisted").unwrap();
+        m.unmount().unwrap();
+        let ScratchDisk { lo, image } = disk;
+        lo.detach().unwrap();
+
+        let lo = LoopDevice::attach(image.path(), 0, 0, true).unwrap();
+        let m = Mount::new(lo.path(), dir.path(), "ext4", MountFlags::RDONLY, None).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("hello")).unwrap(),
+            b"persisted"
+        );
+        m.unmount().unwrap();
+        lo.detach().unwrap();
+    }
 }

@@ -36,6 +36,7 @@ use rustix::ioctl::{self, Getter, IntegerSetter, Ioctl, IoctlOutput, NoArg, Opco
 const LOOP_SET_FD: Opcode = 0x4C00;
 const LOOP_CLR_FD: Opcode = 0x4C01;
 const LOOP_SET_STATUS64: Opcode = 0x4C04;
+const LOOP_GET_STATUS64: Opcode = 0x4C05;
 const LOOP_SET_BLOCK_SIZE: Opcode = 0x4C09;
 const LOOP_CONFIGURE: Opcode = 0x4C0A;
 const LOOP_CTL_GET_FREE: Opcode = 0x4C82;
@@ -550,6 +551,55 @@ fn legacy_configure(
     Ok(true)
 }
 
+/// What a bound loop device reads from, as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopBinding {
+    /// The loop device, e.g. `/dev/loop3`.
+    pub device: PathBuf,
+    /// `st_dev` of the backing file.
+    pub backing_dev: u64,
+    /// `st_ino` of the backing file.
+    pub backing_ino: u64,
+    /// `st_rdev` of the backing file (the device number when the backing
+    /// file is a block device, 0 otherwise).
+    pub backing_rdev: u64,
+}
+
+/// The bindings of all loop devices that have a node in `/dev`
+/// (`LOOP_GET_STATUS64`; unbound devices answer ENXIO and are skipped).
+///
+/// Unlike `/sys/block/loopN/loop/backing_file`, which shows a path relative
+/// to the reader's root (so a loop device set up from another mount
+/// namespace, e.g. another container, shows a path that means nothing
+/// here), the device and inode numbers identify the backing file anywhere.
+pub fn bindings() -> Result<Vec<LoopBinding>> {
+    let mut out = Vec::new();
+    for path in existing_loop_nodes(Path::new("/dev"))? {
+        let Ok(dev) = File::open(&path) else {
+            continue;
+        };
+        // SAFETY: LOOP_GET_STATUS64 writes one `struct loop_info64`, whose
+        // layout `LoopInfo64` reproduces (size asserted above).
+        match unsafe { ioctl::ioctl(&dev, Getter::<LOOP_GET_STATUS64, LoopInfo64>::new()) } {
+            // The kernel encodes the device numbers with huge_encode_dev()
+            // (include/linux/kdev_t.h), which agrees with glibc's and
+            // rustix's makedev() for every 12-bit major / 20-bit minor
+            // kernel dev_t: compare them to st_dev/st_rdev as they are.
+            Ok(info) => out.push(LoopBinding {
+                device: path,
+                backing_dev: info.lo_device,
+                backing_ino: info.lo_inode,
+                backing_rdev: info.lo_rdevice,
+            }),
+            Err(Errno::NXIO) => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("querying loop device {}", path.display()));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `/dev/loopN` nodes, in numeric order.
 fn existing_loop_nodes(dev_dir: &Path) -> Result<Vec<PathBuf>> {
     let mut nodes: Vec<(u32, PathBuf)> = std::fs::read_dir(dev_dir)
@@ -779,6 +829,24 @@ pub(crate) mod tests {
             LoopDevice::attach(Path::new("/nonexistent-cbootc.img"), 0, 0, true).unwrap_err()
         );
         assert!(msg.contains("/nonexistent-cbootc.img"), "{msg}");
+    }
+
+    #[test]
+    fn bindings_identify_backing_file() {
+        let img = image_with_marker(MIB, 0, b"x");
+        let lo = LoopDevice::attach(img.path(), 0, 0, true).unwrap();
+        let meta = std::fs::metadata(img.path()).unwrap();
+        let all = bindings().unwrap();
+        let ours: Vec<_> = all.iter().filter(|b| b.device == lo.path()).collect();
+        assert_eq!(ours.len(), 1, "{all:?}");
+        assert_eq!(ours[0].backing_dev, meta.dev());
+        assert_eq!(ours[0].backing_ino, meta.ino());
+        assert_eq!(ours[0].backing_rdev, 0);
+        let path = lo.path().to_path_buf();
+        lo.detach().unwrap();
+        assert!(!bindings().unwrap().iter().any(|b| b.device == path
+            && b.backing_ino == meta.ino()
+            && b.backing_dev == meta.dev()));
     }
 
     #[test]

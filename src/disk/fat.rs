@@ -18,7 +18,7 @@
 //! 4 GiB or more) fails the install before anything is destroyed.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -43,14 +43,10 @@ pub fn volume_id_string(volume_id: u32) -> String {
 /// (regular files and directories only), and sync.
 pub fn format_and_populate(device: &Path, label: &str, volume_id: u32, tree: &Path) -> Result<()> {
     let shown = device.display();
-    let label_bytes = label_field(label)?;
+    let label_bytes = label_field(label).with_context(|| format!("creating the ESP on {shown}"))?;
     let root = scan_tree(tree, device)?;
 
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(device)
-        .with_context(|| format!("opening {shown} to create the ESP"))?;
+    let mut file = super::probe::open_for_writing(device)?;
     let size = file
         .seek(SeekFrom::End(0))
         .with_context(|| format!("reading the size of {shown}"))?;

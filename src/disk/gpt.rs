@@ -14,7 +14,7 @@
 //!   systemd-gpt-auto-generator and other tools can find it without an fstab.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
@@ -66,11 +66,7 @@ pub const ROOT_NAME: &str = "root";
 /// (BLKSSZGET) for a block device; the layout must be aligned to it.
 pub fn write_gpt(device: &Path, layout: &Layout, ids: &PartitionIds) -> Result<()> {
     let shown = device.display();
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(device)
-        .with_context(|| format!("opening {shown} to write the partition table"))?;
+    let mut file = super::probe::open_for_writing(device)?;
     let meta = file
         .metadata()
         .with_context(|| format!("reading metadata of {shown}"))?;

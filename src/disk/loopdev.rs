@@ -393,10 +393,21 @@ fn find_and_configure(req: &Request, dev_dir: &Path) -> Result<(PathBuf, File)> 
     // The free device has no node: we are in a container whose /dev is a
     // snapshot taken when it started. Use any existing node whose device is
     // unbound (EBUSY: bound, try the next).
+    // A node that cannot be used for another reason (e.g. EACCES) should
+    // not stop the scan, but its error should not be lost either.
+    let mut last_error = None;
     for path in existing_loop_nodes(dev_dir)? {
-        if let Attempt::Done(dev) = try_configure(&path, req)? {
-            return Ok((path, dev));
+        match try_configure(&path, req) {
+            Ok(Attempt::Done(dev)) => return Ok((path, dev)),
+            Ok(Attempt::Busy | Attempt::NoNode) => {}
+            Err(e) => last_error = Some(e),
         }
+    }
+    if let Some(e) = last_error {
+        return Err(e.context(format!(
+            "cannot attach a loop device to {}: no free loop device found",
+            req.backing_path.display()
+        )));
     }
     let why = match missing_node {
         Some(p) => format!(

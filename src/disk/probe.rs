@@ -11,7 +11,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -42,12 +42,24 @@ pub struct Target {
 }
 
 /// Stat the target (following symlinks such as `/dev/disk/by-id/…`). Errors
-/// for anything but a regular file, a block device or a missing path.
+/// for anything but a regular file, a block device or a missing path, and
+/// for missing paths under `/dev` or behind a dangling symlink.
 pub fn inspect(path: &Path) -> Result<Target> {
     let shown = path.display();
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A missing disk must not turn into a new image file: /dev is
+            // for devices (a typo, or a disk not passed into the container),
+            // and a dangling symlink would be written through.
+            if path.starts_with("/dev") {
+                bail!(
+                    "{shown} does not exist: no such disk (inside a container, pass the device in, e.g. with `-v /dev:/dev`)"
+                );
+            }
+            if std::fs::symlink_metadata(path).is_ok() {
+                bail!("{shown} is a symlink to a path that does not exist");
+            }
             return Ok(Target {
                 kind: TargetKind::Missing,
                 size: 0,
@@ -573,15 +585,39 @@ fn mbr_kind(b: &[u8], vfat: bool) -> MbrKind {
     }
 }
 
+/// Open `path` (an existing regular file or block device) for reading and
+/// writing; a block device exclusively (`O_EXCL`, see open(2)): the open
+/// fails with EBUSY if anything has it or a partition of it mounted or
+/// claimed, and while it is held nothing can mount it. This closes the gap
+/// between [`ensure_not_in_use`] and the writes.
+pub fn open_for_writing(path: &Path) -> Result<File> {
+    let shown = path.display();
+    let is_block = std::fs::metadata(path)
+        .with_context(|| format!("inspecting {shown}"))?
+        .file_type()
+        .is_block_device();
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    if is_block {
+        options.custom_flags(OFlags::EXCL.bits() as i32);
+    }
+    options.open(path).map_err(|e| {
+        if e.raw_os_error() == Some(Errno::BUSY.raw_os_error()) {
+            anyhow::anyhow!(
+                "{shown} is in use (mounted, active swap, or held by another program); refusing to write to it"
+            )
+        } else {
+            anyhow::Error::new(e).context(format!("opening {shown} for writing"))
+        }
+    })
+}
+
 /// Erase the signatures so that the device looks blank: zero the first and
 /// last MiB of the `size` bytes (covering the MBR, both GPTs and the
 /// superblocks checked by [`find_signatures`]), then fsync.
 pub fn wipe(path: &Path, size: u64) -> Result<()> {
     let shown = path.display();
-    let mut file = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .with_context(|| format!("opening {shown} to wipe it"))?;
+    let mut file = open_for_writing(path)?;
     let actual = file
         .seek(SeekFrom::End(0))
         .with_context(|| format!("reading the size of {shown}"))?;

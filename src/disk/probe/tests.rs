@@ -350,6 +350,21 @@ fn inspect_kinds() {
         }
     );
 
+    let msg = inspect(Path::new("/dev/cbootc-no-such-disk"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.starts_with("/dev/cbootc-no-such-disk does not exist: no such disk"),
+        "{msg}"
+    );
+    let dangling = dir.path().join("dangling");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+    let msg = inspect(&dangling).unwrap_err().to_string();
+    assert!(
+        msg.contains("is a symlink to a path that does not exist"),
+        "{msg}"
+    );
+
     for bad in [dir.path(), Path::new("/dev/null")] {
         let msg = inspect(bad).unwrap_err().to_string();
         assert_eq!(
@@ -678,4 +693,46 @@ fn disk_backing_a_loop_device_is_in_use() {
     );
     stacked.detach().unwrap();
     assert_free(disk.dev());
+}
+
+#[test]
+fn writers_refuse_a_mounted_block_device() {
+    // Between ensure_not_in_use and the writes, something mounts the disk:
+    // wipe, write_gpt and the ESP writer must refuse rather than write under
+    // a live filesystem.
+    let disk = ScratchDisk::new(64 * MIB);
+    sh(&format!("mkfs.ext4 -q -F {}", disk.dev().display()));
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mount::new(
+        disk.dev(),
+        dir.path(),
+        "ext4",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )
+    .unwrap();
+    let refused = |r: Result<()>| {
+        let msg = format!("{:#}", r.unwrap_err());
+        assert!(msg.contains("refusing to write to it"), "{msg}");
+        assert!(msg.contains(&disk.dev().display().to_string()), "{msg}");
+    };
+    refused(wipe(disk.dev(), 64 * MIB));
+    let layout = crate::disk::layout::Layout::plan(64 * MIB, 34 * MIB, MIB).unwrap();
+    refused(crate::disk::gpt::write_gpt(
+        disk.dev(),
+        &layout,
+        &crate::disk::gpt::PartitionIds::random(),
+    ));
+    let tree = tempfile::tempdir().unwrap();
+    refused(crate::disk::fat::format_and_populate(
+        disk.dev(),
+        "ESP",
+        1,
+        tree.path(),
+    ));
+    // Nothing was written: still the same ext4.
+    assert_eq!(find_signatures(disk.dev()).unwrap(), vec!["ext4"]);
+    m.unmount().unwrap();
+    wipe(disk.dev(), 64 * MIB).unwrap();
+    assert!(find_signatures(disk.dev()).unwrap().is_empty());
 }

@@ -226,12 +226,12 @@ impl LoopDevice {
             sysfs,
             sysfs_backing,
         };
-        // The kernel sets the capacity while configuring, but there have
-        // been races where BLKGETSIZE64 still reported the old (zero) size
-        // for a moment (e.g. util-linux's losetup works around them, and
-        // LOOP_SET_STATUS64 updated the size asynchronously before 5.x).
-        // A filesystem created on a device of the wrong size is silently
-        // wrong, so wait for the right figure.
+        // The kernel sets the capacity while configuring, but some kernels
+        // have reported a stale size right after setup (util-linux's
+        // losetup re-checks the size after LOOP_SET_STATUS64 for this
+        // reason). mkfs on a device of the wrong size makes a silently
+        // wrong filesystem, so wait until the kernel reports the expected
+        // size, and fail if it never does.
         lo.wait_for_size(expected)?;
         tracing::debug!(
             "attached {} to {shown} (offset {offset}, size {expected})",

@@ -11,4 +11,7 @@ pub mod layout;
 pub mod loopdev;
 pub mod mkfs;
 pub mod mount;
+pub mod mountinfo;
 pub mod probe;
+#[cfg(test)]
+mod testutil;

@@ -6,3 +6,6 @@ pub mod grub_cfg;
 pub mod grub_efi;
 pub mod grubenv;
 pub mod os_release;
+
+#[cfg(test)]
+mod qemu_test;

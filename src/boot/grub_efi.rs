@@ -170,7 +170,8 @@ pub fn check_efi_x86_64(data: &[u8]) -> Result<()> {
 
 /// Find which of [`TOOL_NAMES`] the tool root has, by running `--version`.
 ///
-/// This runs the probe directly rather than through
+/// A program counts as missing when [`Tools::command`] refuses it or when it
+/// cannot be started. This runs the probe directly rather than through
 /// [`run`](crate::util::command::run) because a missing program must be told
 /// apart from a failing one: it is either a spawn error (host) or exit status
 /// 127 (the shell's and chroot(1)'s "command not found", when the tools run
@@ -178,7 +179,14 @@ pub fn check_efi_x86_64(data: &[u8]) -> Result<()> {
 fn find_tool(tools: &dyn Tools) -> Result<&'static str> {
     let mut tried = Vec::new();
     for name in TOOL_NAMES {
-        let mut cmd = tools.command(name)?;
+        // A Tools implementation may itself refuse a program it lacks.
+        let mut cmd = match tools.command(name) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                tried.push(format!("{name}: {e:#}"));
+                continue;
+            }
+        };
         cmd.arg("--version");
         let shown = describe(&cmd);
         match cmd.stdin(std::process::Stdio::null()).output() {
@@ -211,7 +219,9 @@ fn find_tool(tools: &dyn Tools) -> Result<&'static str> {
 /// run, the check is left to grub-mkstandalone.
 fn check_module_dir(tools: &dyn Tools) -> Result<()> {
     let marker = format!("{MODULE_DIR}/modinfo.sh");
-    let mut cmd = tools.command("test")?;
+    let Ok(mut cmd) = tools.command("test") else {
+        return Ok(());
+    };
     cmd.args(["-f", &marker]);
     let shown = describe(&cmd);
     match cmd.stdin(std::process::Stdio::null()).output() {
@@ -331,6 +341,9 @@ mod tests {
     impl Tools for FakeTools {
         fn command(&self, program: &str) -> Result<Command> {
             Ok(match self.programs.get(program) {
+                Some(Some(argv)) if argv[0] == "<refuse>" => {
+                    bail!("{program} is not in the image")
+                }
                 Some(Some(argv)) => {
                     let mut cmd = Command::new(argv[0]);
                     cmd.args(&argv[1..]);
@@ -358,6 +371,29 @@ mod tests {
         ]);
         let (_dir, output) = built_with(&tools);
         check_efi_x86_64(&std::fs::read(output).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn refused_program_falls_through_to_the_other_name() {
+        let tools = FakeTools::new(&[
+            ("grub-mkstandalone", Some(vec!["<refuse>"])),
+            ("grub2-mkstandalone", Some(vec!["grub-mkstandalone"])),
+            ("test", Some(vec!["<refuse>"])),
+        ]);
+        let (_dir, output) = built_with(&tools);
+        check_efi_x86_64(&std::fs::read(output).unwrap()).unwrap();
+
+        let tools = FakeTools::new(&[
+            ("grub-mkstandalone", Some(vec!["<refuse>"])),
+            ("grub2-mkstandalone", Some(vec!["<refuse>"])),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let err = build_standalone(&tools, UUID, &dir.path().join("x")).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("grub2-mkstandalone: grub2-mkstandalone is not in the image"),
+            "{msg}"
+        );
     }
 
     #[test]

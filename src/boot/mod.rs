@@ -7,3 +7,6 @@ pub mod grub_efi;
 pub mod grubenv;
 pub mod menu;
 pub mod os_release;
+
+#[cfg(test)]
+mod qemu_test;

@@ -14,7 +14,16 @@ const ROOT_X86_64_TYPE: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
 fn blkid(dev_or_file: &str, offset: u64, tag: &str) -> String {
     sh(
         "blkid",
-        &["-p", "-O", &offset.to_string(), "-s", tag, "-o", "value", dev_or_file],
+        &[
+            "-p",
+            "-O",
+            &offset.to_string(),
+            "-s",
+            tag,
+            "-o",
+            "value",
+            dev_or_file,
+        ],
     )
     .trim()
     .to_string()
@@ -42,7 +51,10 @@ fn install_and_check(fs_type: &str) {
         path_str(&disk),
     ]);
     let log = stderr(&out);
-    assert!(log.contains("qemu-system-x86_64"), "final message says how to boot: {log}");
+    assert!(
+        log.contains("qemu-system-x86_64"),
+        "final message says how to boot: {log}"
+    );
     assert_eq!(std::fs::metadata(&disk).unwrap().len(), 2 << 30);
 
     let id = independent_boot_id(&imgref);
@@ -74,20 +86,40 @@ fn install_and_check(fs_type: &str) {
     let efi = esp_read(&disk, esp, "/EFI/BOOT/BOOTX64.EFI");
     assert_eq!(&efi[..2], b"MZ", "GRUB is a PE binary");
     let entry_name = format!("cbootc-{id}.conf");
-    assert_eq!(esp_ls(&disk, esp, "/loader/entries"), vec![entry_name.clone()]);
-    let entry = String::from_utf8(esp_read(&disk, esp, &format!("/loader/entries/{entry_name}"))).unwrap();
-    assert!(entry.contains("title Cbootc Test OS 42.1 (Testing)"), "{entry}");
+    assert_eq!(
+        esp_ls(&disk, esp, "/loader/entries"),
+        vec![entry_name.clone()]
+    );
+    let entry = String::from_utf8(esp_read(
+        &disk,
+        esp,
+        &format!("/loader/entries/{entry_name}"),
+    ))
+    .unwrap();
+    assert!(
+        entry.contains("title Cbootc Test OS 42.1 (Testing)"),
+        "{entry}"
+    );
     assert!(entry.contains("version 42.1"), "{entry}");
     assert!(!entry.contains("todoOS"), "{entry}");
-    let options = entry.lines().find_map(|l| l.strip_prefix("options ")).expect("options line");
+    let options = entry
+        .lines()
+        .find_map(|l| l.strip_prefix("options "))
+        .expect("options line");
     let args: Vec<&str> = options.split_whitespace().collect();
-    assert!(args.contains(&format!("root=UUID={root_uuid}").as_str()), "{options}");
+    assert!(
+        args.contains(&format!("root=UUID={root_uuid}").as_str()),
+        "{options}"
+    );
     assert!(args.contains(&"rw"), "{options}");
     assert!(args.contains(&"console=ttyS0"), "{options}");
     // This host's kernel has no fs-verity: verity is optional, marked `?`.
     let karg = format!("composefs.digest=?v1-sha512-12:{id}");
     assert!(args.contains(&karg.as_str()), "{options}");
-    assert!(entry.contains(&format!("linux /cbootc/{id}/vmlinuz")), "{entry}");
+    assert!(
+        entry.contains(&format!("linux /cbootc/{id}/vmlinuz")),
+        "{entry}"
+    );
 
     let kernel = esp_read(&disk, esp, &format!("/cbootc/{id}/vmlinuz"));
     assert_eq!(kernel, oci::filler(b"KERNEL", 300_000));
@@ -96,7 +128,10 @@ fn install_and_check(fs_type: &str) {
 
     let grub_cfg = String::from_utf8(esp_read(&disk, esp, "/grub/grub.cfg")).unwrap();
     assert!(grub_cfg.contains(&karg), "{grub_cfg}");
-    assert!(grub_cfg.contains(&format!("root=UUID={root_uuid}")), "{grub_cfg}");
+    assert!(
+        grub_cfg.contains(&format!("root=UUID={root_uuid}")),
+        "{grub_cfg}"
+    );
     assert!(grub_cfg.contains(&esp_uuid), "{grub_cfg}");
     assert!(!grub_cfg.contains("blscfg"), "{grub_cfg}");
 
@@ -109,26 +144,51 @@ fn install_and_check(fs_type: &str) {
     let m = Mounted::new(&disk, root);
     let r = m.path();
     assert!(r.join("composefs/meta.json").is_file());
-    assert!(r.join(format!("composefs/images/{id}")).exists(), "repository holds images/<id>");
+    assert!(
+        r.join(format!("composefs/images/{id}")).exists(),
+        "repository holds images/<id>"
+    );
     let dep = r.join(format!("state/deploy/{id}"));
     assert!(dep.join("etc/upper").is_dir());
     assert!(dep.join("etc/work").is_dir());
     let var = dep.join("var");
-    assert_eq!(std::fs::read_link(&var).unwrap(), Path::new("../../os/default/var"));
+    assert_eq!(
+        std::fs::read_link(&var).unwrap(),
+        Path::new("../../os/default/var")
+    );
     let state = var.join("lib/testapp/state");
-    assert_eq!(std::fs::read_to_string(&state).unwrap(), "state from the image\n");
+    assert_eq!(
+        std::fs::read_to_string(&state).unwrap(),
+        "state from the image\n"
+    );
     let md = std::fs::metadata(&state).unwrap();
     assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (123, 456, 0o640));
-    assert_eq!(std::fs::read_link(var.join("lib/testapp/link")).unwrap(), Path::new("state"));
-    let tmp_mode = std::fs::metadata(var.join("tmp")).unwrap().permissions().mode();
+    assert_eq!(
+        std::fs::read_link(var.join("lib/testapp/link")).unwrap(),
+        Path::new("state")
+    );
+    let tmp_mode = std::fs::metadata(var.join("tmp"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(tmp_mode & 0o7777, 0o1777, "/var/tmp keeps its sticky bit");
     let config = std::fs::read_to_string(var.join("lib/cbootc/config.toml")).unwrap();
-    assert!(config.contains("ref = \"docker://registry.example/os:stable\""), "{config}");
+    assert!(
+        config.contains("ref = \"docker://registry.example/os:stable\""),
+        "{config}"
+    );
     let unit = std::fs::read_to_string(dep.join("etc/upper/systemd/system/boot.mount")).unwrap();
-    assert!(unit.contains(&format!("What=/dev/disk/by-uuid/{esp_uuid}")), "{unit}");
-    assert!(dep.join("etc/upper/systemd/system/local-fs.target.wants/boot.mount").exists());
+    assert!(
+        unit.contains(&format!("What=/dev/disk/by-uuid/{esp_uuid}")),
+        "{unit}"
+    );
+    assert!(
+        dep.join("etc/upper/systemd/system/local-fs.target.wants/boot.mount")
+            .exists()
+    );
     let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(r.join("state/cbootc/deployments.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(r.join("state/cbootc/deployments.json")).unwrap())
+            .unwrap();
     assert_eq!(record["deployments"][0]["id"], id.as_str());
     assert_eq!(record["rootUuid"], root_uuid.as_str());
     assert_eq!(record["verity"], "optional");

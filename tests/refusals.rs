@@ -10,7 +10,8 @@ use common::*;
 
 /// Snapshot of a target: absent, or its length and sha256.
 fn snapshot(p: &Path) -> Option<(u64, String)> {
-    p.exists().then(|| (std::fs::metadata(p).unwrap().len(), file_sha256(p)))
+    p.exists()
+        .then(|| (std::fs::metadata(p).unwrap().len(), file_sha256(p)))
 }
 
 /// Run install with `args`, expect failure mentioning `needle`, and the
@@ -20,7 +21,10 @@ fn refused(target: &Path, args: &[&str], needle: &str) {
     let out = cbootc(args);
     let err = stderr(&out);
     assert!(!out.status.success(), "expected failure for {args:?}");
-    assert!(err.contains(needle), "error for {args:?} should mention {needle:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "error for {args:?} should mention {needle:?}: {err}"
+    );
     let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
     assert_eq!(error_lines.len(), 1, "one error line: {err}");
     assert_eq!(snapshot(target), before, "target changed by {args:?}");
@@ -41,22 +45,73 @@ fn refuses_bad_arguments_and_sources() {
     let disk = work.path().join("disk.raw");
     let d = path_str(&disk);
 
-    refused(&disk, &install_args(&imgref, d, &["--size", "10X"]), "invalid size");
+    refused(
+        &disk,
+        &install_args(&imgref, d, &["--size", "10X"]),
+        "invalid size",
+    );
     refused(&disk, &install_args(&imgref, d, &[]), "pass --size");
-    refused(&disk, &install_args("ftp:/x", d, &["--size", "2G"]), "unknown image transport");
-    refused(&disk, &install_args("quay.io/x/y", d, &["--size", "2G"]), "no transport");
+    refused(
+        &disk,
+        &install_args("ftp:/x", d, &["--size", "2G"]),
+        "unknown image transport",
+    );
+    refused(
+        &disk,
+        &install_args("quay.io/x/y", d, &["--size", "2G"]),
+        "no transport",
+    );
     let missing = format!("oci:{}/nope:latest", work.path().display());
-    refused(&disk, &install_args(&missing, d, &["--size", "2G"]), "not an OCI image layout");
-    refused(&disk, &install_args(&imgref, d, &["--size", "2G", "--karg", "root=/dev/sda"]), "cbootc sets root");
-    refused(&disk, &install_args(&imgref, d, &["--size", "300M"]), "too small");
-    refused(&disk, &install_args(&imgref, d, &["--size", "2G", "--filesystem", "xfs", "--verity", "required"]), "xfs has no fs-verity");
+    refused(
+        &disk,
+        &install_args(&missing, d, &["--size", "2G"]),
+        "not an OCI image layout",
+    );
+    refused(
+        &disk,
+        &install_args(&imgref, d, &["--size", "2G", "--karg", "root=/dev/sda"]),
+        "cbootc sets root",
+    );
+    refused(
+        &disk,
+        &install_args(&imgref, d, &["--size", "300M"]),
+        "too small",
+    );
+    refused(
+        &disk,
+        &install_args(
+            &imgref,
+            d,
+            &[
+                "--size",
+                "2G",
+                "--filesystem",
+                "xfs",
+                "--verity",
+                "required",
+            ],
+        ),
+        "xfs has no fs-verity",
+    );
     // No --source outside a container.
-    refused(&disk, &["install", "to-disk", "--size", "2G", d], "--source");
+    refused(
+        &disk,
+        &["install", "to-disk", "--size", "2G", d],
+        "--source",
+    );
 
     // The same refusals against an existing, blank file.
     std::fs::write(&disk, vec![0u8; 4 << 20]).unwrap();
-    refused(&disk, &install_args(&imgref, d, &["--size", "1M"]), "does not shrink");
-    refused(&disk, &install_args(&missing, d, &["--size", "2G"]), "not an OCI image layout");
+    refused(
+        &disk,
+        &install_args(&imgref, d, &["--size", "1M"]),
+        "does not shrink",
+    );
+    refused(
+        &disk,
+        &install_args(&missing, d, &["--size", "2G"]),
+        "not an OCI image layout",
+    );
 }
 
 #[test]
@@ -109,18 +164,35 @@ fn refuses_existing_data_without_wipe() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    sfdisk.stdin.take().unwrap().write_all(b"label: gpt\n,,L\n").unwrap();
+    sfdisk
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: gpt\n,,L\n")
+        .unwrap();
     assert!(sfdisk.wait().unwrap().success());
-    refused(&gpt_disk, &install_args(&imgref, path_str(&gpt_disk), &["--size", "2G"]), "--wipe");
+    refused(
+        &gpt_disk,
+        &install_args(&imgref, path_str(&gpt_disk), &["--size", "2G"]),
+        "--wipe",
+    );
 
     // A filesystem.
     let fs_disk = work.path().join("fs.raw");
     std::fs::write(&fs_disk, vec![0u8; 64 << 20]).unwrap();
     sh("mkfs.ext4", &["-q", "-F", path_str(&fs_disk)]);
-    refused(&fs_disk, &install_args(&imgref, path_str(&fs_disk), &["--size", "2G"]), "ext4");
+    refused(
+        &fs_disk,
+        &install_args(&imgref, path_str(&fs_disk), &["--size", "2G"]),
+        "ext4",
+    );
 
     // With --wipe the same disk installs.
-    cbootc_ok(&install_args(&imgref, path_str(&fs_disk), &["--size", "2G", "--wipe"]));
+    cbootc_ok(&install_args(
+        &imgref,
+        path_str(&fs_disk),
+        &["--size", "2G", "--wipe"],
+    ));
     let parts = partitions(&fs_disk);
     assert_eq!(parts.len(), 2);
 }
@@ -134,9 +206,15 @@ fn refuses_targets_in_use() {
     // A file backing a loop device.
     let busy = work.path().join("busy.raw");
     std::fs::write(&busy, vec![0u8; 64 << 20]).unwrap();
-    let loopdev = sh("losetup", &["--find", "--show", path_str(&busy)]).trim().to_string();
+    let loopdev = sh("losetup", &["--find", "--show", path_str(&busy)])
+        .trim()
+        .to_string();
     let guard = LoopGuard(loopdev.clone());
-    refused(&busy, &install_args(&imgref, path_str(&busy), &["--size", "2G", "--wipe"]), "loop");
+    refused(
+        &busy,
+        &install_args(&imgref, path_str(&busy), &["--size", "2G", "--wipe"]),
+        "loop",
+    );
 
     // A block device with a mounted filesystem.
     sh("mkfs.ext4", &["-q", "-F", &loopdev]);
@@ -167,11 +245,28 @@ fn refuses_when_not_root() {
     let disk = work.path().join("disk.raw");
     let before = snapshot(&disk);
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_cbootc")])
-        .args(["install", "to-disk", "--source", &imgref, "--size", "2G", path_str(&disk)])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_cbootc"),
+        ])
+        .args([
+            "install",
+            "to-disk",
+            "--source",
+            &imgref,
+            "--size",
+            "2G",
+            path_str(&disk),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("must run as root"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("must run as root"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(snapshot(&disk), before);
 }

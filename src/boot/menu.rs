@@ -121,7 +121,9 @@ pub fn write_menu(record: &Record, esp: &Path) -> Result<()> {
     }
 
     // Stale entries go last, once nothing names them.
-    for e in fs::read_dir(&entries_dir).with_context(|| format!("reading {}", entries_dir.display()))? {
+    for e in
+        fs::read_dir(&entries_dir).with_context(|| format!("reading {}", entries_dir.display()))?
+    {
         let name = e?.file_name().to_string_lossy().into_owned();
         if name.starts_with("cbootc-") && name.ends_with(".conf") && !keep.contains(&name) {
             let p = entries_dir.join(&name);

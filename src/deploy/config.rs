@@ -35,16 +35,15 @@ pub struct ImageConfig {
 impl Config {
     /// Read and validate the config at `path`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
     /// Write the config atomically, creating its directory.
     pub fn save(&self, path: &Path) -> Result<()> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let text = format!(
             "# Written by cbootc. `cbootc switch` changes the tracked image.\n{}",
@@ -69,7 +68,10 @@ mod tests {
         };
         c.save(&p).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.contains("[image]\nref = \"docker://quay.io/x/y:z\""), "{text}");
+        assert!(
+            text.contains("[image]\nref = \"docker://quay.io/x/y:z\""),
+            "{text}"
+        );
         assert_eq!(Config::load(&p).unwrap(), c);
     }
 

@@ -97,8 +97,8 @@ impl Record {
     /// Read the record at `path`.
     pub fn load(path: &Path) -> Result<Self> {
         let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let record: Record = serde_json::from_slice(&data)
-            .with_context(|| format!("parsing {}", path.display()))?;
+        let record: Record =
+            serde_json::from_slice(&data).with_context(|| format!("parsing {}", path.display()))?;
         if record.format != FORMAT {
             bail!(
                 "{} has format {}, this cbootc understands {FORMAT}",
@@ -112,8 +112,7 @@ impl Record {
     /// Write the record atomically and durably.
     pub fn save(&self, path: &Path) -> Result<()> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let mut data = serde_json::to_vec_pretty(self).context("serialising the record")?;
         data.push(b'\n');

@@ -89,7 +89,8 @@ impl StateDirs {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         let tmp = parent.join(format!(".tmp-{id}"));
         if tmp.exists() {
-            fs::remove_dir_all(&tmp).with_context(|| format!("removing stale {}", tmp.display()))?;
+            fs::remove_dir_all(&tmp)
+                .with_context(|| format!("removing stale {}", tmp.display()))?;
         }
         for sub in ["etc/upper", "etc/work"] {
             let d = tmp.join(sub);
@@ -123,7 +124,10 @@ mod tests {
         let d = s.create_deployment("abc").unwrap();
         assert!(d.join("etc/upper").is_dir());
         assert!(d.join("etc/work").is_dir());
-        assert_eq!(fs::read_link(d.join("var")).unwrap(), Path::new("../../os/default/var"));
+        assert_eq!(
+            fs::read_link(d.join("var")).unwrap(),
+            Path::new("../../os/default/var")
+        );
         // The link resolves to the shared var.
         assert_eq!(
             fs::canonicalize(d.join("var")).unwrap(),

@@ -106,6 +106,12 @@ impl Mount {
         )
     }
 
+    /// Take over a mount made elsewhere (e.g. by composefs' `mount_at`) so
+    /// that it is released on drop like the others.
+    pub fn adopt(target: &Path) -> Mount {
+        Self::mounted(target, false)
+    }
+
     fn mounted(target: &Path, recursive: bool) -> Mount {
         let mnt_id = mount_id(target);
         tracing::debug!("mounted {}", target.display());

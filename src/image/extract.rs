@@ -42,7 +42,10 @@ pub fn extract_dir(
     dest: &Path,
 ) -> Result<ExtractStats> {
     let mut stats = ExtractStats::default();
-    let dir = match fs.root.get_directory_opt(OsStr::new(subdir.trim_start_matches('/'))) {
+    let dir = match fs
+        .root
+        .get_directory_opt(OsStr::new(subdir.trim_start_matches('/')))
+    {
         Ok(Some(d)) => d,
         _ if subdir == "/" => &fs.root,
         _ => return Ok(stats),
@@ -60,21 +63,32 @@ pub fn extract_dir(
     Ok(stats)
 }
 
-/// The bytes `subdir` of `fs` holds in regular files (for space checks).
+/// The bytes `subdir` of `fs` holds in regular files (for space checks);
+/// a hard-linked file counts once.
 pub fn content_size(fs: &FileSystem<ObjectId>, subdir: &str) -> u64 {
-    fn walk(dir: &Directory<ObjectId>, fs: &FileSystem<ObjectId>) -> u64 {
-        dir.entries()
-            .map(|(_, inode)| match inode {
-                Inode::Directory(d) => walk(d, fs),
-                Inode::Leaf(id, _) => match &fs.leaf(*id).content {
+    fn walk(
+        dir: &Directory<ObjectId>,
+        fs: &FileSystem<ObjectId>,
+        seen: &mut std::collections::HashSet<LeafId>,
+    ) -> u64 {
+        let mut total = 0;
+        for (_, inode) in dir.entries() {
+            total += match inode {
+                Inode::Directory(d) => walk(d, fs, seen),
+                Inode::Leaf(id, _) if seen.insert(*id) => match &fs.leaf(*id).content {
                     LeafContent::Regular(f) => f.file_size(),
                     _ => 0,
                 },
-            })
-            .sum()
+                Inode::Leaf(..) => 0,
+            };
+        }
+        total
     }
-    match fs.root.get_directory_opt(OsStr::new(subdir.trim_start_matches('/'))) {
-        Ok(Some(d)) => walk(d, fs),
+    match fs
+        .root
+        .get_directory_opt(OsStr::new(subdir.trim_start_matches('/')))
+    {
+        Ok(Some(d)) => walk(d, fs, &mut Default::default()),
         _ => 0,
     }
 }
@@ -230,14 +244,18 @@ mod tests {
             stat(0o4750, 12, 34),
             LeafContent::Regular(RegularFile::Inline(b"hello".to_vec().into())),
         );
-        let link = fs.push_leaf(stat(0o777, 0, 0), LeafContent::Symlink(OsStr::new("data").into()));
+        let link = fs.push_leaf(
+            stat(0o777, 0, 0),
+            LeafContent::Symlink(OsStr::new("data").into()),
+        );
         let mut var = Directory::new(stat(0o755, 0, 0));
         let mut tmp = Directory::new(stat(0o1777, 0, 0));
         tmp.insert(OsStr::new("data"), Inode::leaf(file));
         tmp.insert(OsStr::new("data2"), Inode::leaf(file));
         tmp.insert(OsStr::new("ln"), Inode::leaf(link));
         var.insert(OsStr::new("tmp"), Inode::Directory(Box::new(tmp)));
-        fs.root.insert(OsStr::new("var"), Inode::Directory(Box::new(var)));
+        fs.root
+            .insert(OsStr::new("var"), Inode::Directory(Box::new(var)));
         fs
     }
 
@@ -253,16 +271,29 @@ mod tests {
         let fs_tree = tree();
         assert_eq!(content_size(&fs_tree, "/var"), 5);
         let stats = extract_dir(&repo, &fs_tree, "/var", &out).unwrap();
-        assert_eq!(stats, ExtractStats { dirs: 1, files: 3, bytes: 5 });
+        assert_eq!(
+            stats,
+            ExtractStats {
+                dirs: 1,
+                files: 3,
+                bytes: 5
+            }
+        );
 
         let tmp = fs::metadata(out.join("tmp")).unwrap();
         assert_eq!(tmp.mode() & 0o7777, 0o1777);
         assert_eq!(tmp.mtime(), 1_600_000_000);
         let data = fs::metadata(out.join("tmp/data")).unwrap();
-        assert_eq!((data.uid(), data.gid(), data.mode() & 0o7777), (12, 34, 0o4750));
+        assert_eq!(
+            (data.uid(), data.gid(), data.mode() & 0o7777),
+            (12, 34, 0o4750)
+        );
         assert_eq!(data.nlink(), 2, "hard link kept");
         assert_eq!(fs::read(out.join("tmp/data2")).unwrap(), b"hello");
-        assert_eq!(fs::read_link(out.join("tmp/ln")).unwrap(), Path::new("data"));
+        assert_eq!(
+            fs::read_link(out.join("tmp/ln")).unwrap(),
+            Path::new("data")
+        );
     }
 
     #[test]

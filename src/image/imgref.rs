@@ -23,7 +23,8 @@ pub enum ImageRef {
 }
 
 /// The transports cbootc accepts, for error messages.
-pub const TRANSPORTS: &str = "oci:DIR[:TAG], oci-archive:FILE[:TAG], containers-storage:NAME, docker://REGISTRY/NAME[:TAG]";
+pub const TRANSPORTS: &str =
+    "oci:DIR[:TAG], oci-archive:FILE[:TAG], containers-storage:NAME, docker://REGISTRY/NAME[:TAG]";
 
 impl ImageRef {
     /// Parse a reference that must name its transport.
@@ -61,9 +62,9 @@ impl ImageRef {
                 })
             }
             "registry" | "docker" => Self::registry(rest.trim_start_matches("//"), s),
-            other => bail!(
-                "unknown image transport {other:?} in {s:?} (expected one of {TRANSPORTS})"
-            ),
+            other => {
+                bail!("unknown image transport {other:?} in {s:?} (expected one of {TRANSPORTS})")
+            }
         }
     }
 
@@ -73,15 +74,16 @@ impl ImageRef {
         let s = s.trim();
         match Self::parse(s) {
             Ok(r) => Ok(r),
-            Err(e) if looks_like_registry_ref(s) => {
-                Self::registry(s, s).map_err(|_| e)
-            }
+            Err(e) if looks_like_registry_ref(s) => Self::registry(s, s).map_err(|_| e),
             Err(e) => Err(e),
         }
     }
 
     fn registry(rest: &str, original: &str) -> Result<Self> {
-        if rest.is_empty() || rest.contains(char::is_whitespace) || !rest.contains(|c: char| c.is_ascii_alphanumeric()) {
+        if rest.is_empty()
+            || rest.contains(char::is_whitespace)
+            || !rest.contains(|c: char| c.is_ascii_alphanumeric())
+        {
             bail!("invalid registry image reference {original:?}");
         }
         Ok(ImageRef::Registry {
@@ -155,11 +157,17 @@ mod tests {
     fn oci_dir_with_and_without_tag() {
         assert_eq!(
             ImageRef::parse("oci:/srv/img:v1").unwrap(),
-            ImageRef::OciDir { path: "/srv/img".into(), tag: Some("v1".into()) }
+            ImageRef::OciDir {
+                path: "/srv/img".into(),
+                tag: Some("v1".into())
+            }
         );
         assert_eq!(
             ImageRef::parse("oci:/srv/img").unwrap(),
-            ImageRef::OciDir { path: "/srv/img".into(), tag: None }
+            ImageRef::OciDir {
+                path: "/srv/img".into(),
+                tag: None
+            }
         );
         assert_eq!(
             ImageRef::parse("oci:relative/dir").unwrap().to_string(),
@@ -171,14 +179,24 @@ mod tests {
     fn archive_and_storage_and_registry() {
         assert_eq!(
             ImageRef::parse("oci-archive:/tmp/a.tar").unwrap(),
-            ImageRef::OciArchive { path: "/tmp/a.tar".into(), tag: None }
+            ImageRef::OciArchive {
+                path: "/tmp/a.tar".into(),
+                tag: None
+            }
         );
         assert_eq!(
             ImageRef::parse("containers-storage:localhost/os:latest").unwrap(),
-            ImageRef::ContainersStorage { name: "localhost/os:latest".into() }
+            ImageRef::ContainersStorage {
+                name: "localhost/os:latest".into()
+            }
         );
         let r = ImageRef::parse("docker://quay.io/a/b:1").unwrap();
-        assert_eq!(r, ImageRef::Registry { reference: "quay.io/a/b:1".into() });
+        assert_eq!(
+            r,
+            ImageRef::Registry {
+                reference: "quay.io/a/b:1".into()
+            }
+        );
         assert_eq!(r.to_string(), "docker://quay.io/a/b:1");
         assert!(!r.is_local());
         assert_eq!(
@@ -215,11 +233,15 @@ mod tests {
     #[test]
     fn bare_refs_mean_registry_only_when_asked() {
         assert_eq!(
-            ImageRef::parse_or_registry("10.0.2.2:5000/os:v2").unwrap().to_string(),
+            ImageRef::parse_or_registry("10.0.2.2:5000/os:v2")
+                .unwrap()
+                .to_string(),
             "docker://10.0.2.2:5000/os:v2"
         );
         assert_eq!(
-            ImageRef::parse_or_registry("quay.io/a/b:1").unwrap().to_string(),
+            ImageRef::parse_or_registry("quay.io/a/b:1")
+                .unwrap()
+                .to_string(),
             "docker://quay.io/a/b:1"
         );
         assert!(ImageRef::parse_or_registry("justaname").is_err());

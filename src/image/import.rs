@@ -65,7 +65,9 @@ impl Kernel {
 /// that it can boot (has `/usr` and a kernel with an initramfs).
 pub fn import(repo: &Arc<Repo>, imgref: &ImageRef) -> Result<ImportedImage> {
     if !imgref.is_local() {
-        bail!("pulling from a registry ({imgref}) is not supported yet; use oci:, oci-archive: or containers-storage:");
+        bail!(
+            "pulling from a registry ({imgref}) is not supported yet; use oci:, oci-archive: or containers-storage:"
+        );
     }
     check_source_exists(imgref)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -83,7 +85,15 @@ pub fn import(repo: &Arc<Repo>, imgref: &ImageRef) -> Result<ImportedImage> {
                 ..Default::default()
             },
         ))
-        .with_context(|| format!("importing {imgref}"))?;
+        .map_err(|e| {
+            // composefs-oci builds the image's root from its /usr metadata
+            // and fails deep inside when there is none.
+            if missing_usr(&e) {
+                anyhow::anyhow!("{imgref} is not bootable: it has no /usr directory")
+            } else {
+                e.context(format!("importing {imgref}"))
+            }
+        })?;
     tracing::info!(
         "imported {imgref}: {} layers ({} already present)",
         result.stats.layers,
@@ -111,8 +121,9 @@ pub fn open_imported(
     let kernel = find_kernel(&fs, repo, imgref)?;
     let os_release = read_os_release(&fs, repo)?;
 
-    let boot_id = composefs_oci::generate_boot_image(repo, manifest_digest, &OciTransformOptions::default())
-        .with_context(|| format!("{imgref} is not bootable: generating its boot image"))?;
+    let boot_id =
+        composefs_oci::generate_boot_image(repo, manifest_digest, &OciTransformOptions::default())
+            .with_context(|| format!("{imgref} is not bootable: generating its boot image"))?;
     // Re-open: generating the boot image rewrote the config's named refs.
     let img = OciImage::open(repo, manifest_digest, None)?;
     let full_id = img
@@ -135,6 +146,15 @@ pub fn open_imported(
     })
 }
 
+fn missing_usr(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<composefs::generic_tree::ImageError>(),
+            Some(composefs::generic_tree::ImageError::NotFound(name)) if name.as_ref() == OsStr::new("usr")
+        )
+    })
+}
+
 /// composefs-oci's errors for a missing local source are long chains; say
 /// it in one line first.
 fn check_source_exists(imgref: &ImageRef) -> Result<()> {
@@ -145,10 +165,8 @@ fn check_source_exists(imgref: &ImageRef) -> Result<()> {
                 bail!("{imgref}: {path} is not an OCI image layout directory (no oci-layout file)");
             }
         }
-        ImageRef::OciArchive { path, .. } => {
-            if !std::path::Path::new(path).is_file() {
-                bail!("{imgref}: {path} does not exist");
-            }
+        ImageRef::OciArchive { path, .. } if !std::path::Path::new(path).is_file() => {
+            bail!("{imgref}: {path} does not exist");
         }
         _ => {}
     }
@@ -172,8 +190,8 @@ fn check_bootable(fs: &FileSystem<ObjectId>, imgref: &ImageRef) -> Result<()> {
 /// The newest `/usr/lib/modules/<kver>/` with both `vmlinuz` and
 /// `initramfs.img`.
 fn find_kernel(fs: &FileSystem<ObjectId>, repo: &Repo, imgref: &ImageRef) -> Result<Kernel> {
-    let entries = get_boot_resources(fs, repo)
-        .with_context(|| format!("looking for kernels in {imgref}"))?;
+    let entries =
+        get_boot_resources(fs, repo).with_context(|| format!("looking for kernels in {imgref}"))?;
     let mut kernels: Vec<Kernel> = Vec::new();
     let mut without_initramfs = Vec::new();
     for entry in entries {
@@ -212,8 +230,14 @@ fn find_kernel(fs: &FileSystem<ObjectId>, repo: &Repo, imgref: &ImageRef) -> Res
 /// os-release(5): `/etc/os-release` takes precedence, `/usr/lib/os-release`
 /// is the fallback.
 fn read_os_release(fs: &FileSystem<ObjectId>, repo: &Repo) -> Result<OsRelease> {
-    for path in ["/etc/os-release", "/usr/lib/os-release"] {
-        if let Ok(file) = fs.as_dir().get_file(OsStr::new(path)) {
+    for path in ["etc/os-release", "usr/lib/os-release"] {
+        // `/etc/os-release` is usually a symlink to the other: not a
+        // regular file, so the lookup fails and the fallback is read.
+        let file = fs
+            .as_dir()
+            .split_ref(OsStr::new(path))
+            .and_then(|(dir, name)| dir.get_file(name));
+        if let Ok(file) = file {
             let data = composefs::fs::read_file(file, repo)
                 .with_context(|| format!("reading {path} from the image"))?;
             return Ok(OsRelease::parse(&String::from_utf8_lossy(&data)));
@@ -231,12 +255,16 @@ pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
         let mut out = Vec::new();
         let mut rest = s;
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             if digits > 0 {
                 out.push(Ok(rest[..digits].parse().unwrap_or(u64::MAX)));
                 rest = &rest[digits..];
             } else {
-                let other = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+                let other = rest
+                    .find(|c: char| c.is_ascii_digit())
+                    .unwrap_or(rest.len());
                 out.push(Err(&rest[..other]));
                 rest = &rest[other..];
             }
@@ -270,7 +298,10 @@ mod tests {
 
     #[test]
     fn version_order() {
-        assert_eq!(compare_versions("6.12.38+deb13-amd64", "6.12.9+deb13-amd64"), Greater);
+        assert_eq!(
+            compare_versions("6.12.38+deb13-amd64", "6.12.9+deb13-amd64"),
+            Greater
+        );
         assert_eq!(compare_versions("6.1.0", "6.10.0"), Less);
         assert_eq!(compare_versions("5.14.0-1", "5.14.0-1"), Equal);
         assert_eq!(compare_versions("6.1", "6.1.1"), Less);

@@ -36,7 +36,9 @@ pub struct ImageTools {
 
 impl std::fmt::Debug for ImageTools {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ImageTools").field("root", &self.root).finish()
+        f.debug_struct("ImageTools")
+            .field("root", &self.root)
+            .finish()
     }
 }
 
@@ -58,7 +60,12 @@ impl ImageTools {
         };
         // Adopt the composefs mount so it is unmounted on every path.
         tools.mounts.push(Mount::adopt(&root));
-        for (sub, kind) in [("dev", "bind"), ("proc", "proc"), ("sys", "sysfs"), ("tmp", "tmpfs")] {
+        for (sub, kind) in [
+            ("dev", "bind"),
+            ("proc", "proc"),
+            ("sys", "sysfs"),
+            ("tmp", "tmpfs"),
+        ] {
             let target = root.join(sub);
             if !target.is_dir() {
                 anyhow::bail!("the image has no /{sub} directory to run its programs with");

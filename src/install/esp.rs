@@ -46,7 +46,8 @@ fn copy_out(repo: &Repo, file: &RegularFile<ObjectId>, dest: &Path) -> Result<()
         }
         RegularFile::Sparse(size) => out.set_len(*size)?,
     }
-    out.sync_all().with_context(|| format!("syncing {}", dest.display()))
+    out.sync_all()
+        .with_context(|| format!("syncing {}", dest.display()))
 }
 
 /// Bytes under `dir` (for the ESP space check).
@@ -55,7 +56,11 @@ pub fn tree_size(dir: &Path) -> Result<u64> {
     for e in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let e = e?;
         let md = e.metadata()?;
-        total += if md.is_dir() { tree_size(&e.path())? } else { md.len() };
+        total += if md.is_dir() {
+            tree_size(&e.path())?
+        } else {
+            md.len()
+        };
     }
     Ok(total)
 }

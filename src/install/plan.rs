@@ -160,10 +160,22 @@ mod tests {
 
     #[test]
     fn disk_sizes() {
-        assert_eq!(disk_size(&t(TargetKind::Missing, 0), "d", Some(4 * G)).unwrap(), 4 * G);
-        assert_eq!(disk_size(&t(TargetKind::File, 2 * G), "d", Some(4 * G)).unwrap(), 4 * G);
-        assert_eq!(disk_size(&t(TargetKind::File, 2 * G), "d", None).unwrap(), 2 * G);
-        assert_eq!(disk_size(&t(TargetKind::BlockDevice, 8 * G), "d", None).unwrap(), 8 * G);
+        assert_eq!(
+            disk_size(&t(TargetKind::Missing, 0), "d", Some(4 * G)).unwrap(),
+            4 * G
+        );
+        assert_eq!(
+            disk_size(&t(TargetKind::File, 2 * G), "d", Some(4 * G)).unwrap(),
+            4 * G
+        );
+        assert_eq!(
+            disk_size(&t(TargetKind::File, 2 * G), "d", None).unwrap(),
+            2 * G
+        );
+        assert_eq!(
+            disk_size(&t(TargetKind::BlockDevice, 8 * G), "d", None).unwrap(),
+            8 * G
+        );
         let e = disk_size(&t(TargetKind::Missing, 0), "d.raw", None).unwrap_err();
         assert!(e.to_string().contains("pass --size"), "{e}");
         let e = disk_size(&t(TargetKind::File, 8 * G), "d", Some(4 * G)).unwrap_err();
@@ -195,9 +207,22 @@ mod tests {
         assert_eq!(decide_verity(Auto, Ext4, false).unwrap(), Verity::Optional);
         assert_eq!(decide_verity(Auto, Xfs, true).unwrap(), Verity::Optional);
         assert_eq!(decide_verity(Off, Ext4, true).unwrap(), Verity::Optional);
-        assert_eq!(decide_verity(Required, Ext4, true).unwrap(), Verity::Required);
-        assert!(decide_verity(Required, Xfs, true).unwrap_err().to_string().contains("xfs"));
-        assert!(decide_verity(Required, Ext4, false).unwrap_err().to_string().contains("kernel"));
+        assert_eq!(
+            decide_verity(Required, Ext4, true).unwrap(),
+            Verity::Required
+        );
+        assert!(
+            decide_verity(Required, Xfs, true)
+                .unwrap_err()
+                .to_string()
+                .contains("xfs")
+        );
+        assert!(
+            decide_verity(Required, Ext4, false)
+                .unwrap_err()
+                .to_string()
+                .contains("kernel")
+        );
         assert!(mkfs_with_verity(Auto, Ext4));
         assert!(!mkfs_with_verity(Off, Ext4));
         assert!(!mkfs_with_verity(Required, Xfs));

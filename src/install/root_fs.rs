@@ -50,13 +50,17 @@ pub fn import_into(root: &Path, verity: bool, staged: &ImportedImage) -> Result<
         bail!(
             "{} changed while installing (image id {} became {}); run the install again",
             staged.imgref,
-            staged.boot_id,
-            imported.boot_id
+            import::hex(&staged.boot_id),
+            import::hex(&imported.boot_id)
         );
     }
     // Name the image in the repository so garbage collection keeps it.
-    composefs_oci::tag_image(&repo, &imported.manifest_digest.parse()?, &deployment_tag(&import::hex(&imported.boot_id)))
-        .context("tagging the deployed image")?;
+    composefs_oci::tag_image(
+        &repo,
+        &imported.manifest_digest.parse()?,
+        &deployment_tag(&import::hex(&imported.boot_id)),
+    )
+    .context("tagging the deployed image")?;
     Ok(repo)
 }
 
@@ -95,7 +99,10 @@ pub fn create_state(
     let units = dirs.etc_upper(&id).join("systemd/system");
     let wants = units.join("local-fs.target.wants");
     fs::create_dir_all(&wants).with_context(|| format!("creating {}", wants.display()))?;
-    atomic::write_file(&units.join("boot.mount"), boot_mount_unit(esp_uuid).as_bytes())?;
+    atomic::write_file(
+        &units.join("boot.mount"),
+        boot_mount_unit(esp_uuid).as_bytes(),
+    )?;
     atomic::replace_symlink(Path::new("../boot.mount"), &wants.join("boot.mount"))?;
     Ok(())
 }

@@ -31,11 +31,17 @@ pub fn resolve(source: Option<&str>, target: Option<&str>, containerenv: &Path) 
         }
         None => {
             let env = ContainerEnv::read(containerenv)?;
-            let name = env.imageid.clone().or(env.image.clone()).expect("read() checks");
+            let name = env
+                .imageid
+                .clone()
+                .or(env.image.clone())
+                .expect("read() checks");
             let imgref = ImageRef::ContainersStorage { name };
             let tracked = match &env.image {
                 Some(image) => ImageRef::parse_or_registry(&format!("docker://{image}"))
-                    .with_context(|| format!("image name {image:?} in {}", containerenv.display()))?,
+                    .with_context(|| {
+                        format!("image name {image:?} in {}", containerenv.display())
+                    })?,
                 None => imgref.clone(),
             };
             (imgref, tracked)

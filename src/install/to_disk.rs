@@ -80,13 +80,19 @@ pub fn to_disk(opts: &InstallOptions) -> Result<Installed> {
     );
 
     let repo_bytes = dir_bytes(&staging.path().join("repo"))?;
-    let fs_tree = composefs_oci::OciImage::open(&staging_repo, &image.manifest_digest.parse()?, None)?
-        .read_filesystem(&staging_repo, false)?;
+    let fs_tree =
+        composefs_oci::OciImage::open(&staging_repo, &image.manifest_digest.parse()?, None)?
+            .read_filesystem(&staging_repo, false)?;
     let var_bytes = crate::image::extract::content_size(&fs_tree, "/var");
     drop(fs_tree);
     let min_root = plan::min_root_size(repo_bytes, var_bytes);
-    let layout = Layout::plan(disk_size, opts.esp_size, min_root)
-        .with_context(|| format!("--size {} is too small for {}", format_size(disk_size), src.imgref))?;
+    let layout = Layout::plan(disk_size, opts.esp_size, min_root).with_context(|| {
+        format!(
+            "--size {} is too small for {}",
+            format_size(disk_size),
+            src.imgref
+        )
+    })?;
 
     let esp_volume_id: u32 = rand_u32();
     let esp_uuid = fat::volume_id_string(esp_volume_id);
@@ -101,7 +107,11 @@ pub fn to_disk(opts: &InstallOptions) -> Result<Installed> {
         }
     };
     let host_tools = HostTools::new()?;
-    let grub_tools = pick_tools(&image_tools, &host_tools, &["grub-mkstandalone", "grub2-mkstandalone"]);
+    let grub_tools = pick_tools(
+        &image_tools,
+        &host_tools,
+        &["grub-mkstandalone", "grub2-mkstandalone"],
+    );
     tracing::info!("building the GRUB EFI binary");
     esp::stage_grub(grub_tools, &esp_dir, &esp_uuid)?;
     esp::stage_kernel(&staging_repo, &esp_dir, &id, &image.kernel)?;
@@ -132,7 +142,9 @@ pub fn to_disk(opts: &InstallOptions) -> Result<Installed> {
         if created {
             let _ = std::fs::remove_file(device);
         }
-        return Err(e.context(format!("installing to {shown} failed; the disk is incomplete")));
+        return Err(e.context(format!(
+            "installing to {shown} failed; the disk is incomplete"
+        )));
     }
     Ok(Installed {
         image_id: id,
@@ -163,8 +175,13 @@ fn write_disk(cx: WriteCtx<'_>) -> Result<()> {
             .write(true)
             .open(device)
             .with_context(|| format!("opening {}", device.display()))?;
-        f.set_len(cx.layout.disk_size)
-            .with_context(|| format!("sizing {} to {}", device.display(), format_size(cx.layout.disk_size)))?;
+        f.set_len(cx.layout.disk_size).with_context(|| {
+            format!(
+                "sizing {} to {}",
+                device.display(),
+                format_size(cx.layout.disk_size)
+            )
+        })?;
     }
     if cx.opts.wipe {
         tracing::info!("wiping existing signatures");
@@ -186,10 +203,23 @@ fn write_disk(cx: WriteCtx<'_>) -> Result<()> {
     let root_uuid = Uuid::new_v4();
     let with_verity = plan::mkfs_with_verity(cx.opts.verity, cx.opts.filesystem);
     tracing::info!("creating the {} root filesystem", cx.opts.filesystem);
-    mkfs::mkfs(cx.mkfs_tools, cx.opts.filesystem, root_loop.path(), ROOT_LABEL, &root_uuid, with_verity)?;
+    mkfs::mkfs(
+        cx.mkfs_tools,
+        cx.opts.filesystem,
+        root_loop.path(),
+        ROOT_LABEL,
+        &root_uuid,
+        with_verity,
+    )?;
 
     let mnt = tempfile::Builder::new().prefix("cbootc-root-").tempdir()?;
-    let root_mount = Mount::new(root_loop.path(), mnt.path(), cx.opts.filesystem.as_str(), MountFlags::empty(), None)?;
+    let root_mount = Mount::new(
+        root_loop.path(),
+        mnt.path(),
+        cx.opts.filesystem.as_str(),
+        MountFlags::empty(),
+        None,
+    )?;
     let root = mnt.path();
     if cx.verity == Verity::Required && !repo::verity_works_in(root)? {
         bail!("fs-verity cannot be enabled on the new root filesystem");
@@ -218,16 +248,24 @@ fn write_disk(cx: WriteCtx<'_>) -> Result<()> {
     esp_loop.detach()?;
 
     let f = OpenOptions::new().write(true).open(device)?;
-    f.sync_all().with_context(|| format!("syncing {}", device.display()))?;
+    f.sync_all()
+        .with_context(|| format!("syncing {}", device.display()))?;
     Ok(())
 }
 
-fn pick_tools<'a>(image: &'a Option<ImageTools>, host: &'a HostTools, programs: &[&str]) -> &'a dyn Tools {
+fn pick_tools<'a>(
+    image: &'a Option<ImageTools>,
+    host: &'a HostTools,
+    programs: &[&str],
+) -> &'a dyn Tools {
     if let Some(t) = image {
         if programs.iter().any(|p| t.has(p)) {
             return t;
         }
-        tracing::warn!("the image has no {}; using the host's", programs.join(" or "));
+        tracing::warn!(
+            "the image has no {}; using the host's",
+            programs.join(" or ")
+        );
     }
     host
 }
@@ -246,7 +284,11 @@ fn dir_bytes(dir: &Path) -> Result<u64> {
     for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let e = e?;
         let md = e.path().symlink_metadata()?;
-        total += if md.is_dir() { dir_bytes(&e.path())? } else { md.blocks() * 512 };
+        total += if md.is_dir() {
+            dir_bytes(&e.path())?
+        } else {
+            md.blocks() * 512
+        };
     }
     Ok(total)
 }

@@ -30,7 +30,11 @@ pub fn cbootc(args: &[&str]) -> Output {
 pub fn cbootc_ok(args: &[&str]) -> Output {
     let out = cbootc(args);
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "cbootc {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cbootc {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -40,7 +44,10 @@ pub fn stderr(out: &Output) -> String {
 
 /// Run a program and return stdout, panicking with its stderr on failure.
 pub fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
     assert!(
         out.status.success(),
         "{program} {args:?}: {}",
@@ -70,7 +77,12 @@ pub fn independent_boot_id(oci_ref: &str) -> String {
     let repo = Arc::new(repo);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let r = rt
-        .block_on(composefs_oci::pull(&repo, oci_ref, None, PullOptions::default()))
+        .block_on(composefs_oci::pull(
+            &repo,
+            oci_ref,
+            None,
+            PullOptions::default(),
+        ))
         .unwrap();
     let img = OciImage::open(&repo, &r.manifest_digest, None).unwrap();
     let mut fs = composefs_oci::image::create_filesystem(
@@ -130,7 +142,11 @@ pub fn esp_read(disk: &Path, esp: &Part, path: &str) -> Vec<u8> {
         .env("MTOOLS_SKIP_CHECK", "1")
         .output()
         .unwrap();
-    assert!(out.status.success(), "mtype {path}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "mtype {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -138,11 +154,21 @@ pub fn esp_read(disk: &Path, esp: &Part, path: &str) -> Vec<u8> {
 pub fn esp_copy(disk: &Path, esp: &Part, path: &str, dest: &Path) {
     let img = format!("{}@@{}", disk.display(), esp.offset());
     let out = Command::new("mcopy")
-        .args(["-n", "-i", &img, &format!("::{path}"), dest.to_str().unwrap()])
+        .args([
+            "-n",
+            "-i",
+            &img,
+            &format!("::{path}"),
+            dest.to_str().unwrap(),
+        ])
         .env("MTOOLS_SKIP_CHECK", "1")
         .output()
         .unwrap();
-    assert!(out.status.success(), "mcopy {path}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "mcopy {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// List a directory of the ESP (names only).
@@ -153,10 +179,20 @@ pub fn esp_ls(disk: &Path, esp: &Part, path: &str) -> Vec<String> {
         .env("MTOOLS_SKIP_CHECK", "1")
         .output()
         .unwrap();
-    assert!(out.status.success(), "mdir {path}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "mdir {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| l.trim_end_matches('/').rsplit('/').next().unwrap().to_string())
+        .map(|l| {
+            l.trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
         .filter(|l| !l.is_empty())
         .collect()
 }
@@ -215,7 +251,10 @@ pub fn file_sha256(path: &Path) -> String {
 }
 
 pub fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("cbootc-test-").tempdir_in("/var/tmp").unwrap()
+    tempfile::Builder::new()
+        .prefix("cbootc-test-")
+        .tempdir_in("/var/tmp")
+        .unwrap()
 }
 
 pub fn path_str(p: &Path) -> &str {

@@ -12,17 +12,42 @@ use sha2::{Digest, Sha256};
 /// One entry of the image's single layer.
 #[derive(Clone, Debug)]
 pub enum Entry {
-    Dir { path: String, mode: u32, uid: u64, gid: u64 },
-    File { path: String, mode: u32, uid: u64, gid: u64, data: Vec<u8> },
-    Symlink { path: String, target: String },
+    Dir {
+        path: String,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+    },
+    File {
+        path: String,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        data: Vec<u8>,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
 }
 
 pub fn dir(path: &str, mode: u32) -> Entry {
-    Entry::Dir { path: path.into(), mode, uid: 0, gid: 0 }
+    Entry::Dir {
+        path: path.into(),
+        mode,
+        uid: 0,
+        gid: 0,
+    }
 }
 
 pub fn file(path: &str, data: &[u8]) -> Entry {
-    Entry::File { path: path.into(), mode: 0o644, uid: 0, gid: 0, data: data.to_vec() }
+    Entry::File {
+        path: path.into(),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        data: data.to_vec(),
+    }
 }
 
 pub const KVER: &str = "6.12.0-cbootctest";
@@ -38,10 +63,19 @@ pub fn bootable_entries(extra: &[Entry]) -> Vec<Entry> {
         file("usr/lib/os-release", OS_RELEASE.as_bytes()),
         dir("usr/lib/modules", 0o755),
         dir(&format!("usr/lib/modules/{KVER}"), 0o755),
-        file(&format!("usr/lib/modules/{KVER}/vmlinuz"), &filler(b"KERNEL", 300_000)),
-        file(&format!("usr/lib/modules/{KVER}/initramfs.img"), &filler(b"INITRD", 500_000)),
+        file(
+            &format!("usr/lib/modules/{KVER}/vmlinuz"),
+            &filler(b"KERNEL", 300_000),
+        ),
+        file(
+            &format!("usr/lib/modules/{KVER}/initramfs.img"),
+            &filler(b"INITRD", 500_000),
+        ),
         dir("etc", 0o755),
-        Entry::Symlink { path: "etc/os-release".into(), target: "../usr/lib/os-release".into() },
+        Entry::Symlink {
+            path: "etc/os-release".into(),
+            target: "../usr/lib/os-release".into(),
+        },
         file("etc/hostname", b"cbootc-test\n"),
         dir("boot", 0o755),
         dir("sysroot", 0o755),
@@ -60,7 +94,10 @@ pub fn bootable_entries(extra: &[Entry]) -> Vec<Entry> {
             gid: 456,
             data: b"state from the image\n".to_vec(),
         },
-        Entry::Symlink { path: "var/lib/testapp/link".into(), target: "state".into() },
+        Entry::Symlink {
+            path: "var/lib/testapp/link".into(),
+            target: "state".into(),
+        },
     ];
     v.extend_from_slice(extra);
     v
@@ -86,7 +123,12 @@ fn layer_tar(entries: &[Entry]) -> Vec<u8> {
         let mut h = tar::Header::new_gnu();
         h.set_mtime(1_700_000_000);
         match e {
-            Entry::Dir { path, mode, uid, gid } => {
+            Entry::Dir {
+                path,
+                mode,
+                uid,
+                gid,
+            } => {
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_mode(*mode);
                 h.set_uid(*uid);
@@ -94,7 +136,13 @@ fn layer_tar(entries: &[Entry]) -> Vec<u8> {
                 h.set_size(0);
                 b.append_data(&mut h, format!("{path}/"), &[][..]).unwrap();
             }
-            Entry::File { path, mode, uid, gid, data } => {
+            Entry::File {
+                path,
+                mode,
+                uid,
+                gid,
+                data,
+            } => {
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_mode(*mode);
                 h.set_uid(*uid);

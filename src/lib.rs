@@ -11,6 +11,7 @@
 pub mod boot;
 pub mod deploy;
 pub mod disk;
+pub mod host;
 pub mod image;
 pub mod install;
 pub mod repo;

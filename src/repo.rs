@@ -26,6 +26,12 @@ pub type Repo = Repository<ObjectId>;
 /// composefs-setup-root looks for it (`/sysroot/composefs`).
 pub const REPO_DIR: &str = "composefs";
 
+/// The repository tag that keeps deployment `id`'s image alive: garbage
+/// collection only keeps what a tag reaches.
+pub fn deployment_tag(id: &str) -> String {
+    format!("cbootc-deployment:{id}")
+}
+
 /// Create a repository at `path`. `verity` makes fs-verity mandatory for
 /// every object (the filesystem and kernel must support it); otherwise it is
 /// optional, though still enabled where the filesystem supports it.

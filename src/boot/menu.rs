@@ -76,10 +76,15 @@ fn bls_entry(record: &Record, dep: &Deployment, index: usize) -> Result<BlsEntry
     })
 }
 
+/// The GRUB menu entry id of deployment `id` (`--id`, `next_entry`).
+pub fn grub_entry_id(id: &str) -> String {
+    format!("cbootc-{id}")
+}
+
 fn menu_entry(record: &Record, dep: &Deployment) -> Result<MenuEntry> {
     let dir = kernel_dir(&dep.id);
     Ok(MenuEntry {
-        id: format!("cbootc-{}", dep.id),
+        id: grub_entry_id(&dep.id),
         title: title(dep),
         linux: format!("{dir}/vmlinuz"),
         initrd: vec![format!("{dir}/initramfs.img")],

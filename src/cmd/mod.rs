@@ -2,6 +2,10 @@
 //! arguments and calling the library.
 
 mod install;
+mod internal;
+mod rollback;
+mod status;
+mod upgrade;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -23,11 +27,27 @@ enum Command {
     /// Install the image onto a disk.
     #[command(subcommand)]
     Install(install::InstallCommand),
+    /// Show the booted, staged and rollback deployments.
+    Status(status::StatusArgs),
+    /// Pull the tracked image and stage it for the next boot.
+    Upgrade(upgrade::UpgradeArgs),
+    /// Track another image: pull it and stage it for the next boot.
+    Switch(upgrade::SwitchArgs),
+    /// Make the previous deployment the default (again: undo).
+    Rollback(rollback::RollbackArgs),
+    /// Commands for cbootc's own systemd units.
+    #[command(subcommand, hide = true)]
+    Internal(internal::InternalCommand),
 }
 
 /// Run the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Install(c) => install::run(c),
+        Command::Status(a) => status::run(a),
+        Command::Upgrade(a) => upgrade::upgrade(a),
+        Command::Switch(a) => upgrade::switch(a),
+        Command::Rollback(a) => rollback::run(a),
+        Command::Internal(c) => internal::run(c),
     }
 }

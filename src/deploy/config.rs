@@ -6,11 +6,14 @@
 //! ```toml
 //! [image]
 //! ref = "docker://quay.io/example/os:latest"
+//!
+//! [prune]
+//! keep = 3     # deployments kept after an upgrade (at least 2)
 //! ```
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::util::atomic;
@@ -21,6 +24,31 @@ use crate::util::atomic;
 pub struct Config {
     /// The tracked image.
     pub image: ImageConfig,
+    /// Pruning policy.
+    #[serde(default)]
+    pub prune: PruneConfig,
+}
+
+/// `[prune]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneConfig {
+    /// How many deployments to keep: the new one, the booted one and
+    /// `keep - 2` older ones to roll back to.
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+fn default_keep() -> usize {
+    3
+}
+
+impl Default for PruneConfig {
+    fn default() -> Self {
+        PruneConfig {
+            keep: default_keep(),
+        }
+    }
 }
 
 /// `[image]`.
@@ -37,7 +65,16 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if config.prune.keep < 2 {
+            bail!(
+                "{}: [prune] keep = {} is too small: the booted and the new deployment are always kept (minimum 2)",
+                path.display(),
+                config.prune.keep
+            );
+        }
+        Ok(config)
     }
 
     /// Write the config atomically, creating its directory.
@@ -65,6 +102,7 @@ mod tests {
             image: ImageConfig {
                 reference: "docker://quay.io/x/y:z".into(),
             },
+            prune: PruneConfig::default(),
         };
         c.save(&p).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
@@ -82,5 +120,16 @@ mod tests {
         std::fs::write(&p, "[image]\nreff = 1\n").unwrap();
         let e = format!("{:#}", Config::load(&p).unwrap_err());
         assert!(e.contains("config.toml"), "{e}");
+        std::fs::write(&p, "[image]\nref = \"oci:/x\"\n[prune]\nkeep = 1\n").unwrap();
+        let e = format!("{:#}", Config::load(&p).unwrap_err());
+        assert!(e.contains("minimum 2"), "{e}");
+    }
+
+    #[test]
+    fn keep_defaults_to_three() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        std::fs::write(&p, "[image]\nref = \"oci:/x\"\n").unwrap();
+        assert_eq!(Config::load(&p).unwrap().prune.keep, 3);
     }
 }

@@ -93,6 +93,22 @@ pub struct Deployment {
     pub kver: String,
 }
 
+impl Deployment {
+    /// The record entry for a freshly deployed image.
+    pub fn from_image(image: &crate::image::import::ImportedImage) -> Self {
+        Deployment {
+            id: crate::image::import::hex(&image.boot_id),
+            imgref: image.imgref.to_string(),
+            manifest_digest: image.manifest_digest.clone(),
+            created: image.created.clone(),
+            deployed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            title: image.os_release.title(),
+            version: image.os_release.version(),
+            kver: image.kernel.kver.clone(),
+        }
+    }
+}
+
 impl Record {
     /// Read the record at `path`.
     pub fn load(path: &Path) -> Result<Self> {

@@ -47,9 +47,14 @@ impl StateDirs {
         self.root.join(crate::repo::REPO_DIR)
     }
 
+    /// `state/deploy`, holding one directory per deployment.
+    pub fn deployments_dir(&self) -> PathBuf {
+        self.root.join("state/deploy")
+    }
+
     /// `state/deploy/<id>`.
     pub fn deployment(&self, id: &str) -> PathBuf {
-        self.root.join("state/deploy").join(id)
+        self.deployments_dir().join(id)
     }
 
     /// The shared `/var`.

@@ -2,16 +2,14 @@
 //! written (this build host cannot mount vfat, and a FAT image written in
 //! one pass needs no mount at all).
 
-use std::fs::{self, File};
-use std::io;
+use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use composefs::tree::RegularFile;
 
-use crate::boot::{grub_efi, menu};
+use crate::boot::grub_efi;
 use crate::image::import::Kernel;
-use crate::repo::{ObjectId, Repo};
+use crate::repo::Repo;
 use crate::util::command::Tools;
 
 /// The removable-media boot path (UEFI 2.10 §3.5.1.1): firmware boots it
@@ -29,25 +27,7 @@ pub fn stage_grub(tools: &dyn Tools, esp: &Path, esp_uuid: &str) -> Result<()> {
 
 /// Copy a deployment's kernel and initramfs into `esp`.
 pub fn stage_kernel(repo: &Repo, esp: &Path, id: &str, kernel: &Kernel) -> Result<()> {
-    let dir = menu::esp_path(esp, &menu::kernel_dir(id));
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    copy_out(repo, &kernel.vmlinuz, &dir.join("vmlinuz"))?;
-    copy_out(repo, &kernel.initramfs, &dir.join("initramfs.img"))
-}
-
-fn copy_out(repo: &Repo, file: &RegularFile<ObjectId>, dest: &Path) -> Result<()> {
-    let mut out = File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
-    match file {
-        RegularFile::Inline(data) => io::Write::write_all(&mut out, data)
-            .with_context(|| format!("writing {}", dest.display()))?,
-        RegularFile::External(id, _) | RegularFile::ExternalNoVerity(id, _) => {
-            let mut src = File::from(repo.open_object(id).context("opening a boot file")?);
-            io::copy(&mut src, &mut out).with_context(|| format!("writing {}", dest.display()))?;
-        }
-        RegularFile::Sparse(size) => out.set_len(*size)?,
-    }
-    out.sync_all()
-        .with_context(|| format!("syncing {}", dest.display()))
+    crate::deploy::boot_files::install_kernel(repo, esp, id, kernel)
 }
 
 /// Bytes under `dir` (for the ESP space check).

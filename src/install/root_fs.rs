@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-use crate::deploy::config::{Config, ImageConfig};
-use crate::deploy::record::{Deployment, Record};
+use crate::deploy::config::{Config, ImageConfig, PruneConfig};
+use crate::deploy::record::Record;
 use crate::deploy::state::StateDirs;
 use crate::image::extract;
 use crate::image::import::{self, ImportedImage};
@@ -58,15 +58,10 @@ pub fn import_into(root: &Path, verity: bool, staged: &ImportedImage) -> Result<
     composefs_oci::tag_image(
         &repo,
         &imported.manifest_digest.parse()?,
-        &deployment_tag(&import::hex(&imported.boot_id)),
+        &repo::deployment_tag(&import::hex(&imported.boot_id)),
     )
     .context("tagging the deployed image")?;
     Ok(repo)
-}
-
-/// The repository tag that keeps a deployment's image alive.
-pub fn deployment_tag(id: &str) -> String {
-    format!("cbootc-deployment:{id}")
 }
 
 /// Create the deployment state, the shared var and config.
@@ -92,6 +87,7 @@ pub fn create_state(
         image: ImageConfig {
             reference: tracked_ref.to_string(),
         },
+        prune: PruneConfig::default(),
     }
     .save(&dirs.config())?;
     dirs.create_deployment(&id)?;
@@ -105,20 +101,6 @@ pub fn create_state(
     )?;
     atomic::replace_symlink(Path::new("../boot.mount"), &wants.join("boot.mount"))?;
     Ok(())
-}
-
-/// The record entry for a freshly deployed image.
-pub fn deployment_entry(image: &ImportedImage) -> Deployment {
-    Deployment {
-        id: import::hex(&image.boot_id),
-        imgref: image.imgref.to_string(),
-        manifest_digest: image.manifest_digest.clone(),
-        created: image.created.clone(),
-        deployed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        title: image.os_release.title(),
-        version: image.os_release.version(),
-        kver: image.kernel.kver.clone(),
-    }
 }
 
 /// Save the record on the root filesystem.

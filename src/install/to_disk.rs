@@ -235,7 +235,7 @@ fn write_disk(cx: WriteCtx<'_>) -> Result<()> {
         root_uuid: root_uuid.to_string(),
         verity: cx.verity,
         kargs: cx.opts.kargs.clone(),
-        deployments: vec![root_fs::deployment_entry(cx.image)],
+        deployments: vec![crate::deploy::record::Deployment::from_image(cx.image)],
     };
     menu::write_menu(&record, cx.esp_dir)?;
     root_fs::save_record(root, &record)?;

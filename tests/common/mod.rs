@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod host;
 pub mod oci;
 
 use std::path::{Path, PathBuf};

@@ -196,16 +196,26 @@ pub fn write_layout(dir: &Path, tag: &str, entries: &[Entry]) -> String {
     });
     let manifest = serde_json::to_vec(&manifest).unwrap();
     let manifest_digest = put_blob(dir, &manifest);
+    // Keep the layout's other tags: several versions of an image can live
+    // in one layout, like `skopeo copy` into the same oci: directory makes.
+    let index_path = dir.join("index.json");
+    let mut manifests: Vec<serde_json::Value> = std::fs::read(&index_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["manifests"].as_array().cloned())
+        .unwrap_or_default();
+    manifests.retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] != tag);
+    manifests.push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": manifest_digest, "size": manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": tag}
+    }));
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest, "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": tag}
-        }]
+        "manifests": manifests
     });
-    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    fs::write(index_path, serde_json::to_vec(&index).unwrap()).unwrap();
     format!("oci:{}:{tag}", dir.display())
 }
 
@@ -214,4 +224,20 @@ pub fn bootable_image(parent: &Path, name: &str) -> (PathBuf, String) {
     let dir = parent.join(name);
     let r = write_layout(&dir, "latest", &bootable_entries(&[]));
     (dir, r)
+}
+
+/// Version `version` of the bootable test image, tagged `tag` in the
+/// layout at `dir`: `/usr/lib/test-version` holds the version, and
+/// `/etc/image.conf` changes with it.
+pub fn versioned_image(dir: &Path, tag: &str, version: &str, extra: &[Entry]) -> String {
+    let mut entries = bootable_entries(&[
+        file("usr/lib/test-version", format!("{version}\n").as_bytes()),
+        file(
+            "etc/image.conf",
+            format!("from image {version}\n").as_bytes(),
+        ),
+        file("etc/motd", b"welcome\n"),
+    ]);
+    entries.extend_from_slice(extra);
+    write_layout(dir, tag, &entries)
 }

@@ -226,12 +226,15 @@ fi
 if [[ ${#units[@]} -gt 0 ]]; then
     install -d -m 0755 "$l2/usr/lib/systemd" "$l2/usr/lib/systemd/system"
     install -m 0644 "${units[@]}" "$l2/usr/lib/systemd/system/"
+    # Enable each unit for the target its [Install] WantedBy= names, in
+    # /usr (the image's own presets), not /etc (the user's).
     for u in "${units[@]}"; do
         name=${u##*/}
-        [[ $name == *.timer ]] || continue
-        install -d -m 0755 "$l2/etc" "$l2/etc/systemd" "$l2/etc/systemd/system" \
-            "$l2/etc/systemd/system/timers.target.wants"
-        ln -sf "/usr/lib/systemd/system/$name" "$l2/etc/systemd/system/timers.target.wants/$name"
+        wanted=$(sed -n 's/^WantedBy=//p' "$u")
+        for target in $wanted; do
+            install -d -m 0755 "$l2/usr/lib/systemd/system/$target.wants"
+            ln -sf "../$name" "$l2/usr/lib/systemd/system/$target.wants/$name"
+        done
     done
 fi
 mktar "$l2" "$WORK/cbootc.tar" "$MTIME"

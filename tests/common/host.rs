@@ -1,0 +1,167 @@
+//! A simulated booted host: an installed disk's root partition loop-mounted
+//! read-write, its ESP copied out to a directory with mtools (this machine
+//! cannot mount vfat), and a fake /proc/cmdline — the `CBOOTC_*` paths the
+//! real binary takes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::{Part, partitions, sh};
+
+pub struct SimHost {
+    pub root: PathBuf,
+    pub esp: PathBuf,
+    pub cmdline: PathBuf,
+    pub run: PathBuf,
+    pub etc: PathBuf,
+    _dir: tempfile::TempDir,
+    loopdev: String,
+}
+
+impl SimHost {
+    /// Mount `disk` (installed by cbootc) as a host booted into its
+    /// default deployment.
+    pub fn new(disk: &Path) -> SimHost {
+        let parts = partitions(disk);
+        let (esp, root): (&Part, &Part) = (&parts[0], &parts[1]);
+        let dir = tempfile::Builder::new()
+            .prefix("cbootc-host-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let p = |n: &str| {
+            let d = dir.path().join(n);
+            std::fs::create_dir_all(&d).unwrap();
+            d
+        };
+        let (root_dir, esp_dir, run, etc) = (p("sysroot"), p("boot"), p("run"), p("etc"));
+        let loopdev = sh(
+            "losetup",
+            &[
+                "--find",
+                "--show",
+                "--offset",
+                &root.offset().to_string(),
+                "--sizelimit",
+                &root.bytes().to_string(),
+                disk.to_str().unwrap(),
+            ],
+        )
+        .trim()
+        .to_string();
+        sh("mount", &[&loopdev, root_dir.to_str().unwrap()]);
+        let img = format!("{}@@{}", disk.display(), esp.offset());
+        let out = Command::new("mcopy")
+            .args(["-s", "-n", "-i", &img, "::*", esp_dir.to_str().unwrap()])
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mcopy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let host = SimHost {
+            root: root_dir,
+            esp: esp_dir,
+            cmdline: dir.path().join("cmdline"),
+            run,
+            etc,
+            _dir: dir,
+            loopdev,
+        };
+        let first = host.default_entry_options();
+        host.boot_with(&first);
+        host
+    }
+
+    /// The `options` of the first BLS entry of the record's default.
+    pub fn default_entry_options(&self) -> String {
+        let record = self.record();
+        let id = record["deployments"][0]["id"].as_str().unwrap().to_string();
+        self.entry_options(&id)
+    }
+
+    pub fn entry_options(&self, id: &str) -> String {
+        let entry =
+            std::fs::read_to_string(self.esp.join(format!("loader/entries/cbootc-{id}.conf")))
+                .unwrap();
+        entry
+            .lines()
+            .find_map(|l| l.strip_prefix("options "))
+            .unwrap()
+            .to_string()
+    }
+
+    /// "Reboot" into the deployment whose kernel arguments are `options`.
+    pub fn boot_with(&self, options: &str) {
+        std::fs::write(&self.cmdline, format!("BOOT_IMAGE=/vmlinuz {options}\n")).unwrap();
+    }
+
+    /// Reboot into deployment `id`.
+    pub fn boot(&self, id: &str) {
+        let o = self.entry_options(id);
+        self.boot_with(&o);
+    }
+
+    pub fn record(&self) -> serde_json::Value {
+        serde_json::from_slice(
+            &std::fs::read(self.root.join("state/cbootc/deployments.json")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    pub fn record_ids(&self) -> Vec<String> {
+        self.record()["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn upper(&self, id: &str) -> PathBuf {
+        self.root.join(format!("state/deploy/{id}/etc/upper"))
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root
+            .join("state/os/default/var/lib/cbootc/config.toml")
+    }
+
+    /// Run cbootc against this host.
+    pub fn cbootc(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_cbootc"))
+            .args(args)
+            .env("CBOOTC_SYSROOT", &self.root)
+            .env("CBOOTC_BOOT", &self.esp)
+            .env("CBOOTC_CMDLINE", &self.cmdline)
+            .env("CBOOTC_RUN", &self.run)
+            .env("CBOOTC_ETC", &self.etc)
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ cbootc {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn cbootc_ok(&self, args: &[&str]) -> String {
+        let out = self.cbootc(args);
+        assert!(out.status.success(), "cbootc {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.cbootc_ok(&["status", "--json"])).unwrap()
+    }
+}
+
+impl Drop for SimHost {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.root).status();
+        let _ = Command::new("losetup").args(["-d", &self.loopdev]).status();
+    }
+}

@@ -25,15 +25,25 @@ pub fn write_file_mode(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     tmp.write_all(contents)
         .with_context(|| format!("writing {}", tmp.path().display()))?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting mode of {}", tmp.path().display()))?;
+    if let Err(e) = tmp.as_file().set_permissions(fs::Permissions::from_mode(mode)) {
+        // FAT (the ESP) has no Unix modes: the mount options decide, and
+        // chmod fails with EPERM. Anywhere else a failed chmod is an error.
+        if !is_fat(dir) {
+            return Err(e).with_context(|| format!("setting mode of {}", tmp.path().display()));
+        }
+    }
     tmp.as_file()
         .sync_all()
         .with_context(|| format!("syncing {}", tmp.path().display()))?;
     tmp.persist(path)
         .with_context(|| format!("renaming into {}", path.display()))?;
     sync_dir(dir)
+}
+
+/// Whether `dir` is on a FAT filesystem (statfs `MSDOS_SUPER_MAGIC`).
+fn is_fat(dir: &Path) -> bool {
+    const MSDOS_SUPER_MAGIC: i64 = 0x4d44;
+    rustix::fs::statfs(dir).is_ok_and(|s| s.f_type as i64 == MSDOS_SUPER_MAGIC)
 }
 
 /// Atomically replace `path` with `contents` (mode 0644).

@@ -309,3 +309,76 @@ fn switch_tracks_the_new_reference() {
         id_of(&other, "stable").as_str()
     );
 }
+
+fn grubenv_list(host: &SimHost) -> String {
+    sh(
+        "grub-editenv",
+        &[path_str(&host.esp.join("grub/grubenv")), "list"],
+    )
+}
+
+#[test]
+fn trial_boot_confirmed_or_rolled_back_automatically() {
+    let (_work, layout, disk) = installed();
+    let host = SimHost::new(&disk);
+    let v1 = id_of(&layout, "latest");
+    oci::versioned_image(&layout, "latest", "v2", &[]);
+    let v2 = id_of(&layout, "latest");
+    host.cbootc_ok(&["upgrade"]);
+    let env = grubenv_list(&host);
+    assert!(env.contains(&format!("cbootc_trial=cbootc-{v2}")), "{env}");
+    assert!(env.contains("cbootc_tries=1"), "{env}");
+    assert!(
+        env.contains(&format!("cbootc_fallback=cbootc-{v1}")),
+        "{env}"
+    );
+
+    // GRUB consumed the try and v2 never confirmed: the next boot fell back
+    // to v1, whose boot-complete rolls back for good.
+    sh(
+        "grub-editenv",
+        &[
+            path_str(&host.esp.join("grub/grubenv")),
+            "set",
+            "cbootc_tries=0",
+        ],
+    );
+    host.boot(&v1);
+    host.cbootc_ok(&["internal", "boot-complete"]);
+    assert_eq!(host.record_ids(), vec![v1.clone(), v2.clone()]);
+    assert_eq!(host.record()["deployments"][1]["bootFailed"], true);
+    assert!(!grubenv_list(&host).contains("cbootc_trial"));
+    let grub = std::fs::read_to_string(host.esp.join("grub/grub.cfg")).unwrap();
+    assert!(grub.find(&format!("cbootc-{v1}")) < grub.find(&format!("cbootc-{v2}")));
+    let text = host.cbootc_ok(&["status"]);
+    assert!(text.contains("FAILED TO BOOT"), "{text}");
+    // The failed image is not staged again.
+    let out = host.cbootc_ok(&["upgrade"]);
+    assert!(out.contains("failed to boot here"), "{out}");
+    assert_eq!(host.record_ids(), vec![v1.clone(), v2.clone()]);
+
+    // A newer image is staged, and this time its trial boot succeeds.
+    oci::versioned_image(&layout, "latest", "v3", &[]);
+    let v3 = id_of(&layout, "latest");
+    host.cbootc_ok(&["upgrade"]);
+    assert!(grubenv_list(&host).contains(&format!("cbootc_trial=cbootc-{v3}")));
+    sh(
+        "grub-editenv",
+        &[
+            path_str(&host.esp.join("grub/grubenv")),
+            "set",
+            "cbootc_tries=0",
+        ],
+    );
+    host.boot(&v3);
+    host.cbootc_ok(&["internal", "boot-complete"]);
+    assert_eq!(host.record_ids()[0], v3);
+    assert!(!grubenv_list(&host).contains("cbootc_trial"));
+
+    // A rollback cancels a pending trial.
+    oci::versioned_image(&layout, "latest", "v4", &[]);
+    host.cbootc_ok(&["upgrade"]);
+    assert!(grubenv_list(&host).contains("cbootc_trial"));
+    host.cbootc_ok(&["rollback"]);
+    assert!(!grubenv_list(&host).contains("cbootc_trial"));
+}

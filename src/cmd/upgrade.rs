@@ -97,6 +97,9 @@ fn pull_and_stage(host: &mut Host, imgref: &ImageRef) -> Result<Staged> {
         Staged::AlreadyStaged => {
             println!("No update: {imgref} is already staged; reboot to use it.")
         }
+        Staged::PreviouslyFailed => println!(
+            "Not staging {imgref}: this image failed to boot here and was rolled back automatically; waiting for a newer image."
+        ),
         Staged::New { id, etc } => {
             println!(
                 "Staged {} ({}) for the next boot; /etc: {} change(s) and {} deletion(s) carried over. Reboot to use it.",

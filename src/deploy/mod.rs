@@ -12,3 +12,4 @@ pub mod rollback;
 pub mod stage;
 pub mod state;
 pub mod status;
+pub mod trial;

@@ -91,6 +91,10 @@ pub struct Deployment {
     pub version: Option<String>,
     /// Kernel version booted.
     pub kver: String,
+    /// Set when its trial boot did not complete and cbootc rolled back
+    /// automatically; `upgrade` does not stage it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub boot_failed: bool,
 }
 
 impl Deployment {
@@ -105,6 +109,7 @@ impl Deployment {
             title: image.os_release.title(),
             version: image.os_release.version(),
             kver: image.kernel.kver.clone(),
+            boot_failed: false,
         }
     }
 }
@@ -162,6 +167,7 @@ mod tests {
                 title: "Debian GNU/Linux 13 (trixie)".into(),
                 version: Some("13".into()),
                 kver: "6.12.0".into(),
+                boot_failed: false,
             }],
         }
     }

@@ -41,9 +41,10 @@ pub fn rollback(host: &mut Host, once: bool) -> Result<Rollback> {
     host.record.deployments.swap(0, 1);
     host.record.save(&host.state.record())?;
     menu::write_menu(&host.record, host.esp())?;
-    // A pending one-shot would contradict the new order.
+    // A pending one-shot or trial would contradict the new order.
     if env.exists() {
         grubenv::update(&env, &[], &["next_entry"])?;
     }
+    super::trial::cancel(host)?;
     Ok(Rollback::Default(host.record.deployments[0].id.clone()))
 }

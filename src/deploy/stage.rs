@@ -9,7 +9,8 @@
 //!    `state/deploy/<id>` created with `/etc` carried forward — all under
 //!    names nothing boots yet;
 //! 4. the record is saved with the new deployment first (one atomic rename);
-//! 5. the menu is regenerated from the record (each file atomically).
+//! 5. the menu is regenerated from the record (each file atomically), and
+//!    the first boot of the new deployment is made a trial ([`trial`]).
 //!
 //! A crash between 4 and 5 leaves the old menu in place; the next cbootc
 //! command regenerates it from the record. Leftovers of a crash before 4 are
@@ -21,6 +22,7 @@ use anyhow::{Context, Result, bail};
 
 use super::boot_files;
 use super::etc_merge;
+use super::trial;
 use crate::boot::menu;
 use crate::host::Host;
 use crate::image::import::{self, ImportedImage};
@@ -34,6 +36,8 @@ pub enum Staged {
     AlreadyBooted,
     /// The image is already the default for the next boot.
     AlreadyStaged,
+    /// The image failed its trial boot here before; it is not staged again.
+    PreviouslyFailed,
     /// A new deployment is the default for the next boot.
     New {
         /// Its id.
@@ -52,6 +56,9 @@ pub fn stage(host: &mut Host, repo: &Arc<Repo>, image: &ImportedImage) -> Result
     }
     if host.record.deployments.first().is_some_and(|d| d.id == id) {
         return Ok(Staged::AlreadyStaged);
+    }
+    if host.record.find(&id).is_some_and(|d| d.boot_failed) {
+        return Ok(Staged::PreviouslyFailed);
     }
     host.check_esp()?;
 
@@ -115,6 +122,7 @@ pub fn stage(host: &mut Host, repo: &Arc<Repo>, image: &ImportedImage) -> Result
     host.record.deployments.insert(0, entry);
     host.record.save(&host.state.record())?;
     menu::write_menu(&host.record, host.esp())?;
+    trial::start(host)?;
     Ok(Staged::New { id, etc })
 }
 

@@ -133,6 +133,7 @@ struct ComposefsStatus {
     kernel: String,
     title: String,
     deployed_at: String,
+    boot_failed: bool,
 }
 
 /// Split a stored reference into bootc's name + transport form.
@@ -170,6 +171,7 @@ fn entry(record: &Record, d: &Deployment) -> BootEntry {
             kernel: d.kver.clone(),
             title: d.title.clone(),
             deployed_at: d.deployed_at.clone(),
+            boot_failed: d.boot_failed,
         },
     }
 }
@@ -215,9 +217,10 @@ pub fn text(tracked: &str, record: &Record, booted: &str) -> String {
     let mut block = |label: &str, d: &Deployment| {
         let short = &d.id[..d.id.len().min(16)];
         out.push_str(&format!(
-            "{label:<10}{}{}\n          image     {}\n          digest    {}\n          composefs {short}… (fs-verity {})\n          kernel    {}\n          created   {}  deployed {}\n",
+            "{label:<10}{}{}{}\n          image     {}\n          digest    {}\n          composefs {short}… (fs-verity {})\n          kernel    {}\n          created   {}  deployed {}\n",
             d.title,
             d.version.as_deref().map(|v| format!(" (version {v})")).unwrap_or_default(),
+            if d.boot_failed { " — FAILED TO BOOT, rolled back automatically" } else { "" },
             d.imgref,
             d.manifest_digest,
             record.verity,
@@ -263,6 +266,7 @@ mod tests {
             title: "Test OS".into(),
             version: Some("1".into()),
             kver: "6.12".into(),
+            boot_failed: false,
         }
     }
 

@@ -25,7 +25,10 @@ pub fn write_file_mode(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     tmp.write_all(contents)
         .with_context(|| format!("writing {}", tmp.path().display()))?;
-    if let Err(e) = tmp.as_file().set_permissions(fs::Permissions::from_mode(mode)) {
+    if let Err(e) = tmp
+        .as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))
+    {
         // FAT (the ESP) has no Unix modes: the mount options decide, and
         // chmod fails with EPERM. Anywhere else a failed chmod is an error.
         if !is_fat(dir) {

@@ -46,7 +46,7 @@ pub fn write_file_mode(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 /// Whether `dir` is on a FAT filesystem (statfs `MSDOS_SUPER_MAGIC`).
 fn is_fat(dir: &Path) -> bool {
     const MSDOS_SUPER_MAGIC: i64 = 0x4d44;
-    rustix::fs::statfs(dir).is_ok_and(|s| s.f_type as i64 == MSDOS_SUPER_MAGIC)
+    rustix::fs::statfs(dir).is_ok_and(|s| s.f_type == MSDOS_SUPER_MAGIC)
 }
 
 /// Atomically replace `path` with `contents` (mode 0644).

@@ -335,3 +335,56 @@ fn qemu_kernel_gets_the_command_line() {
     .unwrap();
     assert!(log.contains(&want), "{log}");
 }
+
+#[test]
+#[ignore = "boots QEMU with OVMF; run with --ignored"]
+fn qemu_trial_boot_falls_back_when_not_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let efi = dir.path().join("BOOTX64.EFI");
+    grub_efi::build_standalone(&HostTools::new().unwrap(), UUID, &efi).unwrap();
+    // A is the new default on trial, B the deployment booted before.
+    let entries = [entry("aa", "Entry A"), entry("bb", "Entry B")];
+    let cfg = grub_cfg::render(&entries, UUID, 1).unwrap();
+    let env = grubenv::encode(&[
+        ("cbootc_trial".to_string(), "cbootc-aa".to_string()),
+        ("cbootc_tries".to_string(), "1".to_string()),
+        ("cbootc_fallback".to_string(), "cbootc-bb".to_string()),
+    ])
+    .unwrap();
+    let disk = make_disk(
+        dir.path(),
+        &[
+            ("EFI/BOOT/BOOTX64.EFI", std::fs::read(&efi).unwrap()),
+            ("grub/grub.cfg", cfg.into_bytes()),
+            ("grub/grubenv", env),
+        ],
+    )
+    .unwrap();
+    let failed = "Failed to boot both default and fallback entries";
+
+    // Trial boot: A first, and GRUB has counted the try on the FAT ESP.
+    let log = boot(dir.path(), &disk, failed).unwrap();
+    assert!(
+        position(&log, "Booting `Entry A'") < position(&log, "Falling back to `Entry B'"),
+        "{log}"
+    );
+    assert!(!log.contains("did not finish booting"), "{log}");
+    let vars = grubenv::decode(&read_esp_file(&disk, "grub/grubenv").unwrap()).unwrap();
+    assert!(
+        vars.contains(&("cbootc_tries".to_string(), "0".to_string())),
+        "{vars:?}"
+    );
+
+    // Nobody confirmed A: the next boot goes to B, and the failed trial
+    // entry is not retried (the fallback list starts after it).
+    let log = boot(dir.path(), &disk, failed).unwrap();
+    let said = position(
+        &log,
+        "cbootc: cbootc-aa did not finish booting; booting cbootc-bb",
+    );
+    assert!(said < position(&log, "Booting `Entry B'"), "{log}");
+    assert!(
+        !log[said..].contains("Entry A'"),
+        "A is not retried:\n{log}"
+    );
+}

@@ -382,3 +382,30 @@ fn trial_boot_confirmed_or_rolled_back_automatically() {
     host.cbootc_ok(&["rollback"]);
     assert!(!grubenv_list(&host).contains("cbootc_trial"));
 }
+
+#[test]
+fn upgrade_respects_a_rollback_and_switch_overrides_it() {
+    let (_work, layout, disk) = installed();
+    let host = SimHost::new(&disk);
+    let v1 = id_of(&layout, "latest");
+    oci::versioned_image(&layout, "latest", "v2", &[]);
+    let v2 = id_of(&layout, "latest");
+    host.cbootc_ok(&["upgrade"]);
+    host.boot(&v2);
+    host.cbootc_ok(&["internal", "boot-complete"]);
+    host.cbootc_ok(&["rollback"]);
+    host.boot(&v1);
+    // Back on v1, still tracking the tag that is v2: the daily upgrade must
+    // not undo the rollback.
+    let out = host.cbootc_ok(&["upgrade"]);
+    assert!(
+        out.contains("older deployment still on this system"),
+        "{out}"
+    );
+    assert_eq!(host.record_ids(), vec![v1.clone(), v2.clone()]);
+    // An explicit switch does stage it.
+    let r = format!("oci:{}:latest", layout.display());
+    let out = host.cbootc_ok(&["switch", &r]);
+    assert!(out.contains("Staged"), "{out}");
+    assert_eq!(host.record_ids(), vec![v2, v1]);
+}

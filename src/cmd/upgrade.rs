@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use cbootc::deploy::lock::Lock;
 use cbootc::deploy::prune;
-use cbootc::deploy::stage::{self, Staged};
+use cbootc::deploy::stage::{self, Known, Staged};
 use cbootc::host::{Host, HostPaths};
 use cbootc::image::imgref::ImageRef;
 use cbootc::image::import;
@@ -45,7 +45,7 @@ pub fn upgrade(a: UpgradeArgs) -> Result<()> {
     if a.check {
         return check(&host, &imgref);
     }
-    let staged = pull_and_stage(&mut host, &imgref)?;
+    let staged = pull_and_stage(&mut host, &imgref, Known::Leave)?;
     finish(host, staged, a.reboot)
 }
 
@@ -55,7 +55,7 @@ pub fn switch(a: SwitchArgs) -> Result<()> {
     let mut host = Host::open(paths)?;
     let imgref = ImageRef::parse_or_registry(&a.imgref).context("invalid image reference")?;
     // The config changes only once the image was pulled and staged.
-    let staged = pull_and_stage(&mut host, &imgref)?;
+    let staged = pull_and_stage(&mut host, &imgref, Known::Restage)?;
     host.config.image.reference = imgref.to_string();
     host.config.save(&host.state.config())?;
     tracing::info!("now tracking {imgref}");
@@ -77,7 +77,7 @@ fn check(host: &Host, imgref: &ImageRef) -> Result<()> {
     }
 }
 
-fn pull_and_stage(host: &mut Host, imgref: &ImageRef) -> Result<Staged> {
+fn pull_and_stage(host: &mut Host, imgref: &ImageRef, known: Known) -> Result<Staged> {
     let free = stage::free_bytes(&host.paths.sysroot)?;
     if free < MIN_ROOT_FREE {
         bail!(
@@ -91,12 +91,15 @@ fn pull_and_stage(host: &mut Host, imgref: &ImageRef) -> Result<Staged> {
     let repo = repo::open(&host.state.repo())?;
     tracing::info!("pulling {imgref}");
     let image = import::import(&repo, imgref)?;
-    let result = stage::stage(host, &repo, &image)?;
+    let result = stage::stage(host, &repo, &image, known)?;
     match &result {
         Staged::AlreadyBooted => println!("No update: {imgref} is the booted deployment."),
         Staged::AlreadyStaged => {
             println!("No update: {imgref} is already staged; reboot to use it.")
         }
+        Staged::AlreadyDeployed => println!(
+            "No update: {imgref} is an older deployment still on this system (rolled back from); `cbootc rollback` boots it again."
+        ),
         Staged::PreviouslyFailed => println!(
             "Not staging {imgref}: this image failed to boot here and was rolled back automatically; waiting for a newer image."
         ),

@@ -38,6 +38,9 @@ pub enum Staged {
     AlreadyStaged,
     /// The image failed its trial boot here before; it is not staged again.
     PreviouslyFailed,
+    /// The image is an older deployment still on the system (one the user
+    /// rolled back from): `upgrade` leaves it, `switch` stages it.
+    AlreadyDeployed,
     /// A new deployment is the default for the next boot.
     New {
         /// Its id.
@@ -47,9 +50,26 @@ pub enum Staged {
     },
 }
 
+/// Whether [`stage`] may re-stage an image that is already a (non-default)
+/// deployment here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// `upgrade`: leave it. After a rollback the tracked image is still the
+    /// one rolled back from; re-staging it daily would undo the user's
+    /// rollback at the next reboot.
+    Leave,
+    /// `switch`: the user asked for this image explicitly.
+    Restage,
+}
+
 /// Make `image` (already in `repo`) the default deployment for the next
 /// boot, keeping the booted one as rollback.
-pub fn stage(host: &mut Host, repo: &Arc<Repo>, image: &ImportedImage) -> Result<Staged> {
+pub fn stage(
+    host: &mut Host,
+    repo: &Arc<Repo>,
+    image: &ImportedImage,
+    known: Known,
+) -> Result<Staged> {
     let id = import::hex(&image.boot_id);
     if id == host.booted {
         return Ok(Staged::AlreadyBooted);
@@ -59,6 +79,9 @@ pub fn stage(host: &mut Host, repo: &Arc<Repo>, image: &ImportedImage) -> Result
     }
     if host.record.find(&id).is_some_and(|d| d.boot_failed) {
         return Ok(Staged::PreviouslyFailed);
+    }
+    if known == Known::Leave && host.record.find(&id).is_some() {
+        return Ok(Staged::AlreadyDeployed);
     }
     host.check_esp()?;
 

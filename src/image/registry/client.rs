@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
 
@@ -220,7 +220,15 @@ impl Registry {
                     anyhow!("{what}: registry {host} answered HTTP {code}: {message}")
                 }
             },
-            OciDistributionError::DigestError(d) => anyhow!("{what}: digest mismatch ({d})"),
+            OciDistributionError::DigestError(DigestError::VerificationError {
+                actual, ..
+            }) => {
+                anyhow!(VerifyError::Digest {
+                    what: what.to_string(),
+                    got: actual
+                })
+            }
+            OciDistributionError::DigestError(d) => anyhow!("{what}: {d}"),
             OciDistributionError::AuthenticationFailure(m) => {
                 let m = m.lines().next().unwrap_or_default().trim();
                 anyhow!("{what}: authentication with registry {host} failed: {m}")
@@ -265,7 +273,7 @@ impl Registry {
         let chain = error_chain(e);
         let lower = chain.to_ascii_lowercase();
         if chain_has_refused(e) {
-            return anyhow!("cannot connect to registry {host} ({scheme}): connection refused");
+            return anyhow!("cannot connect to registry {host}: connection refused");
         }
         if lower.contains("timed out") || lower.contains("timeout") {
             return anyhow!("registry {host} ({scheme}): timed out ({chain})");
@@ -282,7 +290,8 @@ impl Registry {
             .any(|k| lower.contains(k))
         {
             return anyhow!(
-                "TLS connection to registry {host} failed ({chain}); https is required unless {} marks it insecure ([[registry]] location = \"{host}\" insecure = true)",
+                "TLS connection to registry {host} failed ({}); https is required unless {} marks it insecure ([[registry]] location = \"{host}\" insecure = true)",
+                tls_reason(&chain),
                 self.registries_conf.display()
             );
         }
@@ -312,6 +321,29 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// The reason in an OpenSSL error string
+/// (`error:0A00010B:SSL routines:ssl3_get_record:wrong version number:file.c:350: (detail)`),
+/// with a hint for the common case of a plain-http server.
+fn tls_reason(chain: &str) -> String {
+    let Some(start) = chain.find("error:") else {
+        return chain.to_string();
+    };
+    let fields: Vec<&str> = chain[start..].splitn(6, ':').collect();
+    let Some(reason) = fields.get(4) else {
+        return chain.to_string();
+    };
+    let detail = chain
+        .rfind(" (")
+        .filter(|&i| i > start)
+        .map(|i| chain[i..].trim_end().to_string())
+        .unwrap_or_default();
+    if *reason == "wrong version number" {
+        format!("the server does not speak TLS, OpenSSL: {reason}{detail}")
+    } else {
+        format!("OpenSSL: {reason}{detail}")
+    }
+}
+
 fn chain_has_refused(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
@@ -323,4 +355,26 @@ fn chain_has_refused(e: &(dyn std::error::Error + 'static)) -> bool {
         cur = err.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openssl_reasons() {
+        assert_eq!(
+            tls_reason(
+                "client error (Connect): error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../ssl/record/ssl3_record.c:350:"
+            ),
+            "the server does not speak TLS, OpenSSL: wrong version number"
+        );
+        assert_eq!(
+            tls_reason(
+                "client error (Connect): error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed:../ssl/statem/statem_clnt.c:1889: (self-signed certificate)"
+            ),
+            "OpenSSL: certificate verify failed (self-signed certificate)"
+        );
+        assert_eq!(tls_reason("handshake eof"), "handshake eof");
+    }
 }

@@ -76,6 +76,14 @@ pub struct PullStats {
     pub bytes_fetched: u64,
 }
 
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -111,9 +119,9 @@ pub fn pull(
 
     let s = fetched.stats;
     progress.info(&format!(
-        "pulled {reference} ({}): {} layers fetched, {} already present, {} transferred in {:.1}s",
+        "pulled {reference} ({}): {} fetched, {} already present, {} transferred in {:.1}s",
         progress::short(&fetched.manifest_digest),
-        s.layers_fetched,
+        plural(s.layers_fetched, "layer"),
         s.layers_skipped,
         format_size(s.bytes_fetched),
         started.elapsed().as_secs_f64()

@@ -148,6 +148,39 @@ fn tls_is_the_default() {
 }
 
 #[test]
+fn tls_registry_with_a_private_certificate() {
+    let work = scratch();
+    let (cert, key) = self_signed_cert(work.path());
+    let reg = RegistryServer::start_tls(&cert, &key);
+    let layout = work.path().join("layout");
+    let img = write_image(&layout, "v1", &[base_layer()], &opts("v1"));
+    reg.push(&layout, "v1", "os:v1", None, false);
+    let reference = format!("{}/os:v1", reg.addr());
+
+    // Verified TLS by default: an unknown CA is refused.
+    let repo = new_repo(work.path(), "repo");
+    let e = err_text(registry::pull(
+        &repo,
+        &reference,
+        &TestConfig::new(&[]).registry_config(),
+    ));
+    assert!(e.contains("TLS connection to registry"), "{e}");
+    assert!(e.contains("certificate verify failed"), "{e}");
+    assert!(e.contains(&format!("certs.d/{}/ca.crt", reg.addr())), "{e}");
+
+    // Trusted through certs.d/<host:port>/ca.crt: verified TLS works.
+    let trusted = TestConfig::new(&[]).with_ca(&reg.addr(), &cert);
+    let (digest, _) = registry::pull(&repo, &reference, &trusted.registry_config()).unwrap();
+    assert_eq!(digest, img.manifest_digest);
+
+    // insecure = true: https without verification (not plain http).
+    let repo2 = new_repo(work.path(), "repo2");
+    let insecure = TestConfig::new(&[&reg.addr()]);
+    let (digest, _) = registry::pull(&repo2, &reference, &insecure.registry_config()).unwrap();
+    assert_eq!(digest, img.manifest_digest);
+}
+
+#[test]
 fn htpasswd_registry_needs_the_auth_file() {
     let work = scratch();
     let (user, pass) = ("alice", "s3cret-pw");
@@ -533,4 +566,25 @@ fn bad_references_fail_clearly() {
         &cfg.registry_config(),
     ));
     assert!(e.contains("registries.conf"), "{e}");
+}
+
+#[test]
+fn image_without_usr_is_refused_clearly() {
+    let work = scratch();
+    let reg = RegistryServer::start(None);
+    let layout = work.path().join("layout");
+    let etc_only = layer(&[
+        common::oci::dir("etc", 0o755),
+        common::oci::file("etc/hostname", b"x\n"),
+    ]);
+    write_image(&layout, "v1", &[etc_only], &opts("v1"));
+    reg.push(&layout, "v1", "os:v1", None, false);
+    let cfg = TestConfig::new(&[&reg.addr()]);
+    let repo = new_repo(work.path(), "repo");
+    let imgref = ImageRef::parse(&format!("docker://{}/os:v1", reg.addr())).unwrap();
+    let e = err_text(import::import_with(&repo, &imgref, &cfg.registry_config()));
+    assert_eq!(
+        e,
+        format!("{imgref} is not bootable: it has no /usr directory")
+    );
 }

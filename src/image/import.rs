@@ -76,7 +76,13 @@ pub fn import_with(
     registry_cfg: &RegistryConfig,
 ) -> Result<ImportedImage> {
     if let ImageRef::Registry { reference } = imgref {
-        let (digest, _stats) = registry::pull(repo, reference, registry_cfg)?;
+        let (digest, _stats) = registry::pull(repo, reference, registry_cfg).map_err(|e| {
+            if missing_usr(&e) {
+                anyhow::anyhow!("{imgref} is not bootable: it has no /usr directory")
+            } else {
+                e
+            }
+        })?;
         let digest: composefs_oci::OciDigest = digest
             .parse()
             .with_context(|| format!("manifest digest {digest:?} of {imgref}"))?;

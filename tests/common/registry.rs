@@ -3,8 +3,8 @@
 //! `docker-registry`) on a free loopback port, pushing with skopeo, and a
 //! byte- and request-counting TCP proxy in front of the registry.
 //!
-//! Needs `docker-registry`, `skopeo` and, for the htpasswd test,
-//! `apache2-utils` (`htpasswd`). Every process started here is killed by a
+//! Needs `docker-registry`, `skopeo`, `openssl` and, for the htpasswd
+//! test, `apache2-utils` (`htpasswd`). Every process started here is killed by a
 //! guard's `Drop`, also when the test panics.
 
 use std::fs;
@@ -272,6 +272,15 @@ impl RegistryServer {
     /// Start a registry with filesystem storage in a temp dir; with
     /// `htpasswd_user`, access needs those bcrypt-checked credentials.
     pub fn start(htpasswd_user: Option<(&str, &str)>) -> Self {
+        Self::start_with(htpasswd_user, None)
+    }
+
+    /// Start a registry serving https with `cert`/`key` (PEM files).
+    pub fn start_tls(cert: &Path, key: &Path) -> Self {
+        Self::start_with(None, Some((cert, key)))
+    }
+
+    fn start_with(htpasswd_user: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> Self {
         assert!(
             Path::new("/usr/bin/docker-registry").exists(),
             "these tests need the docker-registry package (apt-get install docker-registry)"
@@ -295,8 +304,16 @@ impl RegistryServer {
                 path.display()
             );
         }
+        let tls = match tls {
+            Some((cert, key)) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls}{auth}",
             dir.path().join("storage").display()
         );
         let config_path = dir.path().join("config.yml");
@@ -392,6 +409,33 @@ impl Drop for RegistryServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A self-signed certificate for `127.0.0.1` (openssl CLI): `(cert, key)`.
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("running openssl");
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
 }
 
 // ----------------------------------------------------------------- proxy
@@ -550,6 +594,14 @@ impl TestConfig {
             serde_json::to_vec(&serde_json::json!({"auths": {registry: {"auth": auth}}})).unwrap(),
         )
         .unwrap();
+        self
+    }
+
+    /// Trust `cert` for `registry` (`certs.d/<registry>/ca.crt`).
+    pub fn with_ca(self, registry: &str, cert: &Path) -> Self {
+        let d = self.dir.path().join("certs.d").join(registry);
+        fs::create_dir_all(&d).unwrap();
+        fs::copy(cert, d.join("ca.crt")).unwrap();
         self
     }
 

@@ -6,13 +6,15 @@
 //! `insecure` in registries.conf is tried over https without certificate
 //! verification first and, if no TLS connection can be made, over plain
 //! http — what containers/image does for insecure registries
-//! (containers-registries.conf(5), `insecure`).
+//! (containers-registries.conf(5), `insecure`). A private CA is trusted
+//! through `certs.d/<host[:port]>/*.crt` next to registries.conf
+//! (containers-certs.d(5)).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
-use oci_client::client::{ClientConfig, ClientProtocol};
+use anyhow::{Context, Result, anyhow};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
@@ -52,10 +54,15 @@ pub struct Registry {
     registries_conf: PathBuf,
 }
 
-fn client(protocol: ClientProtocol, accept_invalid_certificates: bool) -> Result<Client> {
+fn client(
+    protocol: ClientProtocol,
+    accept_invalid_certificates: bool,
+    extra_root_certificates: &[Certificate],
+) -> Result<Client> {
     let config = ClientConfig {
         protocol,
         accept_invalid_certificates,
+        extra_root_certificates: extra_root_certificates.to_vec(),
         // Image indexes are resolved by cbootc itself, on the raw bytes.
         platform_resolver: None,
         connect_timeout: Some(CONNECT_TIMEOUT),
@@ -87,8 +94,9 @@ impl Registry {
             }
             None => RegistryAuth::Anonymous,
         };
+        let cas = ca_certificates(cfg, reference.registry())?;
         let mut reg = Registry {
-            client: client(ClientProtocol::Https, false)?,
+            client: client(ClientProtocol::Https, false, &cas)?,
             auth,
             reference,
             scheme: "https",
@@ -97,7 +105,7 @@ impl Registry {
             registries_conf: cfg.registries_conf.clone(),
         };
         if resolved.insecure {
-            let tls = client(ClientProtocol::Https, true)?;
+            let tls = client(ClientProtocol::Https, true, &cas)?;
             // The version check (`GET /v2/`, distribution spec "Determining
             // support") is what oci-client's auth() sends first.
             match tls
@@ -112,7 +120,7 @@ impl Registry {
                         reg.reference.registry(),
                         error_chain(&e)
                     );
-                    reg.client = client(ClientProtocol::Http, false)?;
+                    reg.client = client(ClientProtocol::Http, false, &[])?;
                     reg.scheme = "http";
                 }
                 Err(OciDistributionError::RequestError(e)) if chain_has_refused(&e) => {
@@ -289,10 +297,23 @@ impl Registry {
             .iter()
             .any(|k| lower.contains(k))
         {
+            let conf = self.registries_conf.display();
+            if lower.contains("certificate") {
+                let certs_d = self
+                    .registries_conf
+                    .parent()
+                    .unwrap_or(std::path::Path::new("/etc/containers"))
+                    .join("certs.d")
+                    .join(host);
+                return anyhow!(
+                    "TLS connection to registry {host} failed ({}); to trust its CA put the certificate in {}/ca.crt, or mark the registry insecure in {conf}",
+                    tls_reason(&chain),
+                    certs_d.display()
+                );
+            }
             return anyhow!(
-                "TLS connection to registry {host} failed ({}); https is required unless {} marks it insecure ([[registry]] location = \"{host}\" insecure = true)",
-                tls_reason(&chain),
-                self.registries_conf.display()
+                "TLS connection to registry {host} failed ({}); https is required unless {conf} marks it insecure ([[registry]] location = \"{host}\" insecure = true)",
+                tls_reason(&chain)
             );
         }
         if lower.contains("dns error") || lower.contains("failed to lookup address") {
@@ -300,6 +321,38 @@ impl Registry {
         }
         anyhow!("request to registry {host} ({scheme}) failed: {chain}")
     }
+}
+
+/// Extra CA certificates for `host` (`host[:port]`): the `*.crt` files of
+/// `certs.d/<host>/` next to registries.conf, i.e.
+/// `/etc/containers/certs.d/<host>/` (containers-certs.d(5)). Client
+/// certificates (`*.cert`/`*.key`) are not supported.
+fn ca_certificates(cfg: &RegistryConfig, host: &str) -> Result<Vec<Certificate>> {
+    let Some(parent) = cfg.registries_conf.parent() else {
+        return Ok(Vec::new());
+    };
+    let dir = parent.join("certs.d").join(host);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let data = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+            tracing::debug!("trusting {} for {host}", p.display());
+            Ok(Certificate {
+                encoding: CertificateEncoding::Pem,
+                data,
+            })
+        })
+        .collect()
 }
 
 /// `a: b: c` from an error and its sources, without repeats (reqwest and

@@ -47,7 +47,9 @@ pub struct RegistryConfig {
     /// Auth files, searched in order (the first with an entry for the
     /// registry wins).
     pub auth_files: Vec<PathBuf>,
-    /// registries.conf; its drop-in directory is this path plus `.d`.
+    /// registries.conf; its drop-in directory is this path plus `.d`, and
+    /// `certs.d/` next to it holds extra CA certificates per registry
+    /// (`certs.d/<host[:port]>/*.crt`, containers-certs.d(5)).
     pub registries_conf: PathBuf,
 }
 

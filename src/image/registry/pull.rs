@@ -114,18 +114,27 @@ pub async fn fetch(
         );
     }
 
+    let diff_ids: Vec<OciDigest> = m
+        .layers()
+        .iter()
+        .zip(diff_ids)
+        .map(|(desc, d)| {
+            let what = format!("layer {} of {reference}", desc.digest());
+            if !d.starts_with("sha256:") {
+                bail!("{what}: unsupported diff_id {d:?} (only sha256 is supported)");
+            }
+            d.parse()
+                .with_context(|| format!("{what}: invalid diff_id {d:?}"))
+        })
+        .collect::<Result<_>>()?;
+
     // Plan: which layers are already in the repository.
     let mut refs: Vec<Option<ObjectId>> = vec![None; diff_ids.len()];
     let mut jobs: Vec<LayerJob> = Vec::new();
     let mut scheduled: HashSet<OciDigest> = HashSet::new();
-    for (i, (desc, diff_id)) in m.layers().iter().zip(diff_ids).enumerate() {
+    for (i, (desc, diff_id)) in m.layers().iter().zip(&diff_ids).enumerate() {
         let what = format!("layer {} of {reference}", desc.digest());
-        if !diff_id.starts_with("sha256:") {
-            bail!("{what}: unsupported diff_id {diff_id:?} (only sha256 is supported)");
-        }
-        let diff_id: OciDigest = diff_id
-            .parse()
-            .with_context(|| format!("{what}: invalid diff_id {diff_id:?}"))?;
+        let diff_id = diff_id.clone();
         let content_id = composefs_oci::layer_content_id(&diff_id);
         if let Some(id) = repo
             .has_stream(&content_id)
@@ -184,7 +193,6 @@ pub async fn fetch(
 
     let mut layer_refs = Vec::with_capacity(refs.len());
     for (slot, diff_id) in refs.into_iter().zip(diff_ids) {
-        let diff_id: OciDigest = diff_id.parse()?;
         let id = match slot {
             Some(id) => id,
             None => imported

@@ -3,8 +3,8 @@
 //! initramfs, os-release and the OCI metadata.
 //!
 //! Local transports (`oci:`, uncompressed `oci-archive:`,
-//! `containers-storage:`) are read natively by composefs-oci; nothing here
-//! runs skopeo.
+//! `containers-storage:`) are read natively by composefs-oci, registries
+//! (`docker://`) by `super::registry`; nothing here runs skopeo.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -17,6 +17,7 @@ use composefs_boot::bootloader::{BootEntry, get_boot_resources};
 use composefs_oci::{LocalFetchOpt, OciImage, OciTransformOptions, PullOptions};
 
 use super::imgref::ImageRef;
+use super::registry::{self, RegistryConfig};
 use crate::boot::os_release::OsRelease;
 use crate::repo::{ObjectId, Repo};
 
@@ -64,10 +65,28 @@ impl Kernel {
 /// Pull `imgref` into `repo`, generate its bootable EROFS image, and check
 /// that it can boot (has `/usr` and a kernel with an initramfs).
 pub fn import(repo: &Arc<Repo>, imgref: &ImageRef) -> Result<ImportedImage> {
-    if !imgref.is_local() {
-        bail!(
-            "pulling from a registry ({imgref}) is not supported yet; use oci:, oci-archive: or containers-storage:"
-        );
+    import_with(repo, imgref, &RegistryConfig::default())
+}
+
+/// [`import`] with explicit registry configuration (auth files,
+/// registries.conf) for `docker://` references.
+pub fn import_with(
+    repo: &Arc<Repo>,
+    imgref: &ImageRef,
+    registry_cfg: &RegistryConfig,
+) -> Result<ImportedImage> {
+    if let ImageRef::Registry { reference } = imgref {
+        let (digest, _stats) = registry::pull(repo, reference, registry_cfg).map_err(|e| {
+            if missing_usr(&e) {
+                anyhow::anyhow!("{imgref} is not bootable: it has no /usr directory")
+            } else {
+                e
+            }
+        })?;
+        let digest: composefs_oci::OciDigest = digest
+            .parse()
+            .with_context(|| format!("manifest digest {digest:?} of {imgref}"))?;
+        return open_imported(repo, imgref, &digest);
     }
     check_source_exists(imgref)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -6,4 +6,5 @@ pub mod containerenv;
 pub mod extract;
 pub mod imgref;
 pub mod import;
+pub mod registry;
 pub mod tools;

@@ -69,9 +69,22 @@ fn check(host: &Host, imgref: &ImageRef) -> Result<()> {
         .expect("checked by Host::open");
     let newest = host.record.deployments.first().unwrap_or(booted);
     match imgref {
-        ImageRef::Registry { .. } => {
-            let _ = newest;
-            bail!("registry checks land with registry pulls")
+        ImageRef::Registry { reference } => {
+            let current = Some(newest.manifest_digest.as_str());
+            match cbootc::image::registry::check_for_update(
+                reference,
+                current,
+                &Default::default(),
+            )? {
+                Some(digest) => {
+                    println!("Update available: {imgref} is now {digest}");
+                    Ok(())
+                }
+                None => {
+                    println!("No update: {imgref} is still {}", newest.manifest_digest);
+                    std::process::exit(1);
+                }
+            }
         }
         _ => bail!("--check needs a registry reference; {imgref} is local"),
     }

@@ -130,8 +130,14 @@ impl SimHost {
 
     /// Run cbootc against this host.
     pub fn cbootc(&self, args: &[&str]) -> Output {
+        self.cbootc_env(args, &[])
+    }
+
+    /// Run cbootc against this host with extra environment variables.
+    pub fn cbootc_env(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
         let out = Command::new(env!("CARGO_BIN_EXE_cbootc"))
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("CBOOTC_SYSROOT", &self.root)
             .env("CBOOTC_BOOT", &self.esp)
             .env("CBOOTC_CMDLINE", &self.cmdline)

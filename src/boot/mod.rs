@@ -2,6 +2,7 @@
 //! the GRUB environment block and the GRUB EFI binary.
 
 pub mod bls;
+pub mod efivars;
 pub mod grub_cfg;
 pub mod grub_efi;
 pub mod grubenv;

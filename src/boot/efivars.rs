@@ -194,6 +194,9 @@ impl EfiVars {
             let mut f = OpenOptions::new()
                 .write(true)
                 .create(true)
+                // No O_TRUNC, as systemd's efi_set_variable(): efivarfs
+                // replaces the variable on write and has no truncate.
+                .truncate(false)
                 .mode(0o644)
                 .open(&path)
                 .with_context(|| format!("opening EFI variable {} for writing", path.display()))?;

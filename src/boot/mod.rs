@@ -8,6 +8,7 @@ pub mod grub_efi;
 pub mod grubenv;
 pub mod menu;
 pub mod os_release;
+pub mod secureboot;
 pub mod systemd_boot;
 
 #[cfg(test)]

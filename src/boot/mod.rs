@@ -10,6 +10,7 @@ pub mod menu;
 pub mod os_release;
 pub mod secureboot;
 pub mod systemd_boot;
+pub mod uki;
 
 #[cfg(test)]
 mod qemu_test;

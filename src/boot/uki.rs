@@ -130,7 +130,7 @@ pub fn build(tools: &dyn Tools, input: &UkiInput, output: &Path) -> Result<()> {
         a.push(tool_work.join(file));
         a
     };
-    let mut at_arg = |key: &str, file: &str| {
+    let at_arg = |key: &str, file: &str| {
         let mut a = std::ffi::OsString::from(format!("--{key}=@"));
         a.push(tool_work.join(file));
         a

@@ -9,6 +9,7 @@ pub mod grubenv;
 pub mod menu;
 pub mod os_release;
 pub mod secureboot;
+pub mod shim;
 pub mod systemd_boot;
 pub mod uki;
 

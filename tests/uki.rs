@@ -300,14 +300,14 @@ fn qemu_systemd_boot_uki_default_then_one_shot() {
         secure: false,
     };
     let probe = format!(
-        "cat /proc/cmdline; {}; {}; {}",
+        "cat /proc/cmdline; ls /sys/firmware/efi/efivars | grep -c ^Loader; {}; {}; {}",
         loader_var_probe("LoaderEntrySelected"),
         loader_var_probe("LoaderEntryOneShot"),
         SECURE_BOOT_PROBE
     );
 
     // Boot 1: the default.
-    let mut g = Guest::start(&disk, &fw, &work.path().join("boot1.log"));
+    let mut g = Guest::start(&disk, &fw, &log_path("sdboot-boot1.log"));
     let shell = g.wait_for_shell().unwrap();
     let out = g.run(&probe).unwrap();
     eprintln!("boot 1: shell after {shell:.0} s\n{out}");
@@ -379,7 +379,7 @@ fn qemu_systemd_boot_uki_default_then_one_shot() {
     assert_eq!(var["data"], want.as_str());
 
     // Boot 2: B, once; the variable is gone afterwards.
-    let mut g = Guest::start(&disk, &fw, &work.path().join("boot2.log"));
+    let mut g = Guest::start(&disk, &fw, &log_path("sdboot-boot2.log"));
     let shell = g.wait_for_shell().unwrap();
     let out = g.run(&probe).unwrap();
     eprintln!("boot 2: shell after {shell:.0} s\n{out}");
@@ -455,7 +455,7 @@ fn qemu_systemd_boot_uki_secure_boot_with_enrolled_key() {
         vars: vars_copy(OVMF_VARS_MS, &work.path().join("vars-ms.fd")),
         secure: true,
     };
-    let mut g = Guest::start(&disk, &fw, &work.path().join("refused.log"));
+    let mut g = Guest::start(&disk, &fw, &log_path("sdboot-sb-refused.log"));
     let err = g.wait_for_shell().unwrap_err();
     let msg = format!("{err:#}");
     eprintln!(
@@ -481,7 +481,7 @@ fn qemu_systemd_boot_uki_secure_boot_with_enrolled_key() {
         ],
     );
     let fw = Firmware { vars, ..fw };
-    let mut g = Guest::start(&disk, &fw, &work.path().join("enrolled.log"));
+    let mut g = Guest::start(&disk, &fw, &log_path("sdboot-sb-enrolled.log"));
     let shell = g.wait_for_shell().unwrap();
     let out = g
         .run(&format!(
@@ -552,7 +552,7 @@ fn qemu_shim_grub_secure_boot() {
         vars: vars_copy(OVMF_VARS_MS, &work.path().join("vars.fd")),
         secure: true,
     };
-    let mut g = Guest::start(&disk, &fw, &work.path().join("shim.log"));
+    let mut g = Guest::start(&disk, &fw, &log_path("shim-grub-sb.log"));
     let shell = g.wait_for_shell().unwrap();
     let out = g
         .run(&format!(

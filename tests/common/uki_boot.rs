@@ -424,8 +424,20 @@ pub const SECURE_BOOT_PROBE: &str = "echo SB=$(od -An -tu1 /sys/firmware/efi/efi
 /// value) as `NAME=<value>`.
 pub fn loader_var_probe(name: &str) -> String {
     format!(
-        "echo {name}=$(tail -c +5 /sys/firmware/efi/efivars/{name}-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f 2>/dev/null | tr -d '\\000')"
+        "echo {name}=$(cat /sys/firmware/efi/efivars/{name}-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f 2>/dev/null | tail -c +5 | tr -d '\\000')"
     )
+}
+
+/// Where a test's serial console log goes: CBOOTC_TEST_LOGS, else
+/// /var/tmp/cbootc-test-uki-logs (kept after the test, for the report and
+/// for debugging a failed boot).
+pub fn log_path(name: &str) -> PathBuf {
+    let dir = PathBuf::from(
+        std::env::var("CBOOTC_TEST_LOGS")
+            .unwrap_or_else(|_| "/var/tmp/cbootc-test-uki-logs".into()),
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
 }
 
 /// Copy a firmware VARS template to `dest`.

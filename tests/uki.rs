@@ -420,6 +420,7 @@ fn qemu_systemd_boot_uki_secure_boot_with_enrolled_key() {
     build_uki(&root, &tools, &dep, &dep.options, &unsigned);
     let path = systemd_boot::uki_path(&dep.id);
     let dest = systemd_boot::esp_path(&stage, &path);
+    fs::create_dir_all(dest.parent().unwrap()).unwrap();
     let t = std::time::Instant::now();
     systemd_boot::EfiSigner::sign(&signer, &unsigned, &dest).unwrap();
     eprintln!("signing the UKI took {:.1} s", t.elapsed().as_secs_f64());

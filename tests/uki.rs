@@ -67,6 +67,55 @@ fn deployment(esp: &Esp, dir: &Path) -> Deployment {
     }
 }
 
+/// Name of this test binary on the ESP, for [`guest_side_efivars`].
+const GUEST_BIN: &str = "cbootc-guest-test";
+
+/// Shell running [`guest_side_efivars`] step `step` in the guest with the
+/// environment `env`, from the ESP (mounted at /boot by cbootc's unit, or
+/// mounted here).
+fn guest_step(step: u32, env: &str) -> String {
+    format!(
+        "B=/boot; mountpoint -q /boot || {{ mount -o ro /dev/vda1 /mnt && B=/mnt; }}; \
+         cp $B/{GUEST_BIN} /tmp/t && chmod +x /tmp/t && \
+         CBOOTC_GUEST_STEP={step} {env} /tmp/t --ignored --exact guest_side_efivars --nocapture 2>&1 | tail -n 20"
+    )
+}
+
+/// Not a host test: the QEMU test copies this binary into the guest and
+/// runs this function there, so that cbootc's efivars code is exercised on
+/// a real efivarfs (immutable files, single-write semantics). Step 1 sets
+/// the one-shot and default entries; step 2 (next boot) finds the one-shot
+/// consumed by systemd-boot and removes the now-immutable default.
+#[test]
+#[ignore = "runs inside the QEMU guest of qemu_systemd_boot_uki_default_then_one_shot"]
+fn guest_side_efivars() {
+    let Ok(step) = std::env::var("CBOOTC_GUEST_STEP") else {
+        eprintln!("not in the test guest (CBOOTC_GUEST_STEP unset): nothing to do");
+        return;
+    };
+    let vars = efivars::EfiVars::system();
+    let default = std::env::var("CBOOTC_GUEST_DEFAULT").unwrap();
+    match step.as_str() {
+        "1" => {
+            let one_shot = std::env::var("CBOOTC_GUEST_ONE_SHOT").unwrap();
+            vars.set_one_shot(&one_shot).unwrap();
+            vars.set_default(&default).unwrap();
+            assert_eq!(vars.one_shot().unwrap(), Some(one_shot));
+            assert_eq!(vars.default_entry().unwrap(), Some(default));
+        }
+        "2" => {
+            assert_eq!(vars.one_shot().unwrap(), None, "consumed by systemd-boot");
+            assert_eq!(vars.default_entry().unwrap(), Some(default));
+            assert!(vars.clear_default().unwrap());
+            assert_eq!(vars.default_entry().unwrap(), None);
+            assert!(!vars.clear_default().unwrap());
+            assert_eq!(vars.secure_boot().unwrap(), Some(false));
+        }
+        other => panic!("unknown step {other}"),
+    }
+    println!("GUEST-STEP-{step}-OK");
+}
+
 /// The value of a `KEY=value` line of guest output.
 fn field<'a>(out: &'a str, key: &str) -> Option<&'a str> {
     out.lines()
@@ -286,6 +335,9 @@ fn qemu_systemd_boot_uki_default_then_one_shot() {
         ));
     }
     systemd_boot::install(&root, &stage, None).unwrap();
+    // This test binary, to run cbootc's efivars code in the guest against
+    // the real efivarfs (see guest_side_efivars).
+    fs::copy(std::env::current_exe().unwrap(), stage.join(GUEST_BIN)).unwrap();
     let conf = LoaderConf {
         default: systemd_boot::entry_file_name(&id_a),
         timeout: 1,
@@ -329,23 +381,21 @@ fn qemu_systemd_boot_uki_default_then_one_shot() {
     let (a, b) = (console.find("Debian default"), console.find("Debian once"));
     assert!(a.is_some() && b.is_some() && a < b, "{console}");
 
-    // Write LoaderEntryOneShot in the guest with the exact bytes cbootc's
-    // efivars module produces, in one write (dd), as efivarfs requires.
+    // cbootc's EfiVars, in the guest, on the real efivarfs: one-shot B,
+    // NVRAM default A.
     let one_shot = systemd_boot::entry_file_name(&id_b);
-    let content = efivars::encode_file(
-        efivars::ATTRS_NV_BS_RT,
-        &efivars::encode_utf16(&one_shot).unwrap(),
-    );
-    let octal: String = content.iter().map(|b| format!("\\{b:03o}")).collect();
+    let default = systemd_boot::entry_file_name(&id_a);
     let out = g
-        .run(&format!(
-            "printf '{octal}' > /tmp/v; dd if=/tmp/v of=/sys/firmware/efi/efivars/LoaderEntryOneShot-{} bs=4096 status=none && sync; {}",
-            efivars::LOADER_GUID,
-            loader_var_probe("LoaderEntryOneShot")
+        .run(&guest_step(
+            1,
+            &format!("CBOOTC_GUEST_ONE_SHOT={one_shot} CBOOTC_GUEST_DEFAULT={default}"),
         ))
         .unwrap();
-    assert!(
-        out.contains(&format!("LoaderEntryOneShot={one_shot}")),
+    assert!(out.contains("GUEST-STEP-1-OK"), "{out}");
+    let out = g.run(&probe).unwrap();
+    assert_eq!(
+        field(&out, "LoaderEntryOneShot"),
+        Some(one_shot.as_str()),
         "{out}"
     );
     let off = g.poweroff().unwrap();
@@ -377,6 +427,18 @@ fn qemu_systemd_boot_uki_default_then_one_shot() {
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!(var["data"], want.as_str());
+    let var = vars["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == efivars::LOADER_ENTRY_DEFAULT)
+        .unwrap_or_else(|| panic!("no LoaderEntryDefault in {vars}"));
+    let want: String = efivars::encode_utf16(&default)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(var["data"], want.as_str());
 
     // Boot 2: B, once; the variable is gone afterwards.
     let mut g = Guest::start(&disk, &fw, &log_path("sdboot-boot2.log"));
@@ -389,6 +451,17 @@ fn qemu_systemd_boot_uki_default_then_one_shot() {
         "{out}"
     );
     assert_eq!(field(&out, "LoaderEntryOneShot"), Some(""), "{out}");
+    // The NVRAM default written last boot is now an immutable efivarfs
+    // file: cbootc removes it anyway.
+    let out = g
+        .run(&format!(
+            "lsattr /sys/firmware/efi/efivars/LoaderEntryDefault-{}; {}",
+            efivars::LOADER_GUID,
+            guest_step(2, &format!("CBOOTC_GUEST_DEFAULT={default}"))
+        ))
+        .unwrap();
+    assert!(out.contains("GUEST-STEP-2-OK"), "{out}");
+    eprintln!("boot 2 guest side:\n{out}");
     g.poweroff().unwrap();
 }
 

@@ -36,8 +36,9 @@
 //! - UKIs stay out of `EFI/Linux/` so systemd-boot does not list each one a
 //!   second time as a Type #2 entry.
 //! - `efi` (start an EFI program) rather than `uki` (a UKI referenced from a
-//!   Type #1 entry): `uki` exists only in systemd-boot ≥ 258, Debian trixie
-//!   ships 257; `efi` is understood by every systemd-boot.
+//!   Type #1 entry): `uki` is newer than Debian trixie's systemd-boot
+//!   257.13 (its binary has no `uki` key; systemd's current boot.c parses
+//!   it), while `efi` is understood by every systemd-boot.
 //!
 //! `loader.conf` names the first deployment as `default` (the id, glob
 //! matched — ids are hex, so literal), so the choice does not depend on the

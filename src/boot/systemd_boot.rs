@@ -66,6 +66,7 @@ use anyhow::{Context, Result, bail, ensure};
 
 use crate::boot::efivars::check_entry_id;
 use crate::boot::grub_efi::check_efi_x86_64;
+use crate::boot::os_release::OsRelease;
 use crate::util::atomic;
 
 /// systemd-boot inside the tool root (Debian `systemd-boot-efi`, Fedora
@@ -261,6 +262,29 @@ impl UkiEntry {
     }
 }
 
+/// The entry of deployment `id` at `index` in the record, booting its UKI
+/// at [`uki_path`]: titled like the GRUB menu (os-release title and the
+/// short id, so two builds of one release can be told apart), versioned
+/// from os-release (`IMAGE_VERSION`, else `VERSION_ID`, …), and repeating
+/// `cmdline` (the UKI's `.cmdline`) as `options` only when the editor is on.
+pub fn entry_for(
+    id: &str,
+    index: usize,
+    os_release: &OsRelease,
+    cmdline: &str,
+    editor: bool,
+) -> Result<UkiEntry> {
+    let entry = UkiEntry {
+        title: format!("{} ({})", os_release.title(), &id[..id.len().min(12)]),
+        version: os_release.version(),
+        sort_key: sort_key(index)?,
+        efi: uki_path(id),
+        options: editor.then(|| cmdline.to_string()),
+    };
+    entry.validate()?;
+    Ok(entry)
+}
+
 fn check_value(key: &str, value: &str) -> Result<()> {
     if let Some(c) = value.chars().find(|c| matches!(c, '\n' | '\r' | '\0')) {
         bail!("{key} {value:?} contains {c:?}");
@@ -424,6 +448,27 @@ mod tests {
             ..conf
         };
         assert!(conf.render().is_err());
+    }
+
+    #[test]
+    fn entry_for_a_deployment() {
+        let os =
+            OsRelease::parse("PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nVERSION_ID=\"13\"\n");
+        let id = "0123456789abcdef0123";
+        let e = entry_for(id, 2, &os, "root=UUID=x rw", true).unwrap();
+        assert_eq!(
+            e,
+            UkiEntry {
+                title: "Debian GNU/Linux 13 (trixie) (0123456789ab)".into(),
+                version: Some("13".into()),
+                sort_key: "cbootc-002".into(),
+                efi: "/cbootc/0123456789abcdef0123/uki.efi".into(),
+                options: Some("root=UUID=x rw".into()),
+            }
+        );
+        let e = entry_for(id, 0, &os, "root=UUID=x rw", false).unwrap();
+        assert_eq!(e.options, None);
+        assert!(entry_for(id, 0, &os, "a\nb", true).is_err());
     }
 
     fn esp_with_ukis(ids: &[&str]) -> tempfile::TempDir {

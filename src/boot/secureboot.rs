@@ -3,18 +3,20 @@
 //! # Keys
 //!
 //! A UKI + systemd-boot disk is verified by the firmware itself, against its
-//! signature database `db` (UEFI 2.10 §32.4 "Firmware/OS Key Exchange";
-//! §32.5 image verification), so cbootc signs with a key whose certificate
-//! the owner enrolls in `db` once. Either the user brings one
-//! (`--sb-key`/`--sb-cert`, PEM) or cbootc generates one in-process with
-//! OpenSSL (the `openssl` crate, already linked through composefs, and the
-//! library `sbsign` itself uses):
+//! signature database `db` (UEFI 2.10, chapter "Secure Boot and Driver
+//! Signing": "UEFI Image Validation", "Firmware/OS Key Exchange"), so cbootc
+//! signs with a key whose certificate the owner enrolls in `db` once.
+//! Either the user brings one (`--sb-key`/`--sb-cert`, PEM) or cbootc
+//! generates one in-process with OpenSSL (the `openssl` crate, already
+//! linked through composefs, and the library `sbsign` itself uses):
 //!
-//! - RSA-2048, SHA-256. Not larger: the UEFI specification only requires
-//!   firmware to support RSA-2048 keys (§32.6.1, `EFI_CERT_RSA2048_GUID`;
-//!   larger keys in `EFI_CERT_X509_GUID` entries are implementation
-//!   dependent), and the Microsoft UEFI CA 2011 that every PC trusts is
-//!   RSA-2048 itself — the one size all firmware is known to verify.
+//! - RSA-2048, SHA-256. Not larger: the specification's signature types are
+//!   built around RSA-2048 (`EFI_CERT_RSA2048_GUID`, RSA-2048/SHA-256
+//!   authenticated variables), support for larger keys in X.509 `db`
+//!   entries is up to each implementation, and every certificate in the
+//!   Microsoft-enrolled OVMF variables (Microsoft UEFI CA 2011, Windows
+//!   Production PCA 2011, KEK CA 2011) is RSA-2048 — the one size all
+//!   firmware is known to verify.
 //! - Self-signed, `CN=<name>` naming what it signs for (host or image), a
 //!   random 159-bit serial, valid from a day ago (clock skew) for 20 years:
 //!   firmware has no trusted clock and does not check validity (edk2

@@ -13,7 +13,7 @@ fi
 need_pkgs=(mtools grub-common grub-efi-amd64-bin e2fsprogs xfsprogs btrfs-progs
            dosfstools fdisk util-linux libssl-dev pkg-config zlib1g-dev
            cryptsetup-bin xorriso erofs-utils squashfs-tools file
-           docker-registry skopeo openssl apache2-utils)
+           docker-registry skopeo openssl apache2-utils sbsigntool systemd-boot-efi)
 missing=()
 for p in "${need_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,11 +2,16 @@
 //! the GRUB environment block and the GRUB EFI binary.
 
 pub mod bls;
+pub mod efivars;
 pub mod grub_cfg;
 pub mod grub_efi;
 pub mod grubenv;
 pub mod menu;
 pub mod os_release;
+pub mod secureboot;
+pub mod shim;
+pub mod systemd_boot;
+pub mod uki;
 
 #[cfg(test)]
 mod qemu_test;

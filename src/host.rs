@@ -5,8 +5,9 @@
 //! Every path is configurable so the integration tests can run the real
 //! binary against a simulated host (an installed disk loop-mounted in a
 //! directory, a fake `/proc/cmdline`): the `CBOOTC_SYSROOT`, `CBOOTC_BOOT`,
-//! `CBOOTC_CMDLINE`, `CBOOTC_RUN` and `CBOOTC_ETC` environment variables
-//! replace `/sysroot`, `/boot`, `/proc/cmdline`, `/run` and `/etc`.
+//! `CBOOTC_CMDLINE`, `CBOOTC_RUN`, `CBOOTC_ETC` and `CBOOTC_EFIVARS`
+//! environment variables replace `/sysroot`, `/boot`, `/proc/cmdline`,
+//! `/run`, `/etc` and `/sys/firmware/efi/efivars`.
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,8 @@ pub struct HostPaths {
     pub run: PathBuf,
     /// The booted deployment's merged `/etc`.
     pub etc: PathBuf,
+    /// efivarfs (`/sys/firmware/efi/efivars`).
+    pub efivars: PathBuf,
 }
 
 impl HostPaths {
@@ -48,6 +51,7 @@ impl HostPaths {
             cmdline: get("CBOOTC_CMDLINE", "/proc/cmdline"),
             run: get("CBOOTC_RUN", "/run"),
             etc: get("CBOOTC_ETC", "/etc"),
+            efivars: get("CBOOTC_EFIVARS", crate::boot::efivars::EFIVARFS),
         }
     }
 }
@@ -122,10 +126,31 @@ impl Host {
         &self.paths.boot
     }
 
+    /// The firmware's variables, if this is an EFI system with a writable
+    /// efivarfs.
+    pub fn efivars(&self) -> Option<crate::boot::efivars::EfiVars> {
+        let v = crate::boot::efivars::EfiVars::at(&self.paths.efivars);
+        v.available().then_some(v)
+    }
+
+    /// After cbootc changed the default: a `LoaderEntryDefault` set from
+    /// systemd-boot's menu (or `bootctl set-default`) would override
+    /// loader.conf, so it is removed. GRUB systems need nothing.
+    pub fn sync_firmware_default(&self) -> Result<()> {
+        if self.record.bootloader == crate::deploy::record::Bootloader::SystemdBoot
+            && let Some(v) = self.efivars()
+            && v.clear_default()?
+        {
+            tracing::info!("removed the firmware's LoaderEntryDefault so cbootc's order applies");
+        }
+        Ok(())
+    }
+
     /// Check the ESP is mounted (its menu is where cbootc expects it)
     /// before anything writes to it.
     pub fn check_esp(&self) -> Result<()> {
         let cfg = self.paths.boot.join("grub/grub.cfg");
+        // systemd-boot systems have loader.conf instead.
         if !cfg.exists() && !self.paths.boot.join("loader/loader.conf").exists() {
             bail!(
                 "{} does not hold cbootc's boot files (is the ESP mounted? try `systemctl start boot.mount`)",

@@ -80,7 +80,7 @@ fn pull_gives_the_same_image_as_an_oci_import() {
     let pulled = import::import_with(&repo, &imgref, &cfg.registry_config()).unwrap();
     assert_eq!(pulled.manifest_digest, img.manifest_digest);
     assert_eq!(hex(&pulled.boot_id), independent_boot_id(&oci_ref));
-    assert_eq!(pulled.kernel.kver, common::oci::KVER);
+    assert_eq!(pulled.kver(), common::oci::KVER);
     assert_eq!(
         pulled.labels.get("cbootc.test").map(String::as_str),
         Some("v1")

@@ -20,11 +20,12 @@ use composefs_boot::cmdline::ComposefsCmdline;
 use super::bls::BlsEntry;
 use super::grub_cfg::{self, MenuEntry};
 use super::grubenv;
-use crate::deploy::record::{Deployment, Record, Verity};
+use super::systemd_boot;
+use crate::deploy::record::{Bootloader, Deployment, Record, Verity};
 use crate::repo::ObjectId;
 use crate::util::atomic;
 
-/// Seconds GRUB shows the menu.
+/// Seconds the boot menu is shown.
 pub const GRUB_TIMEOUT: u32 = 5;
 
 /// ESP-relative directory of a deployment's kernel and initramfs.
@@ -45,15 +46,20 @@ pub fn composefs_karg(id: &str, verity: Verity) -> Result<String> {
     Ok(ComposefsCmdline::new_v1(digest, verity == Verity::Optional).to_cmdline_arg())
 }
 
-/// The full kernel command line of a deployment.
-pub fn options(record: &Record, dep: &Deployment) -> Result<String> {
+/// The full kernel command line of deployment `id`.
+pub fn cmdline(record: &Record, id: &str) -> Result<String> {
     let mut args = vec![
         format!("root=UUID={}", record.root_uuid),
         "rw".to_string(),
-        composefs_karg(&dep.id, record.verity)?,
+        composefs_karg(id, record.verity)?,
     ];
     args.extend(record.kargs.iter().cloned());
     Ok(args.join(" "))
+}
+
+/// The full kernel command line of a deployment.
+pub fn options(record: &Record, dep: &Deployment) -> Result<String> {
+    cmdline(record, &dep.id)
 }
 
 /// Menu title: the OS name and version, plus a short id so two builds of
@@ -92,10 +98,47 @@ fn menu_entry(record: &Record, dep: &Deployment) -> Result<MenuEntry> {
     })
 }
 
-/// Write the BLS entries, grub.cfg and (if missing) grubenv for `record`
-/// into the ESP at `esp`, and remove entries of deployments no longer in
-/// the record. Kernels must already be in place.
+/// Write the boot menu for `record` into the ESP at `esp` and remove
+/// entries of deployments no longer in the record. Each deployment's boot
+/// files must already be in place.
 pub fn write_menu(record: &Record, esp: &Path) -> Result<()> {
+    match record.bootloader {
+        Bootloader::Grub => write_grub_menu(record, esp),
+        Bootloader::SystemdBoot => write_systemd_boot_menu(record, esp),
+    }
+}
+
+/// systemd-boot: one Type #1 entry per deployment with `efi` pointing at
+/// its UKI and cbootc's `sort-key`, and `loader.conf` naming the first as
+/// default (see `systemd_boot.rs` for why not UKIs in `EFI/Linux/`). The
+/// editor is off under Secure Boot.
+fn write_systemd_boot_menu(record: &Record, esp: &Path) -> Result<()> {
+    let editor = !record.secure_boot;
+    let mut entries = Vec::new();
+    for (i, dep) in record.deployments.iter().enumerate() {
+        let entry = systemd_boot::UkiEntry {
+            title: title(dep),
+            version: dep.version.clone(),
+            sort_key: systemd_boot::sort_key(i)?,
+            efi: systemd_boot::uki_path(&dep.id),
+            options: if editor {
+                Some(cmdline(record, &dep.id)?)
+            } else {
+                None
+            },
+        };
+        entries.push((dep.id.clone(), entry));
+    }
+    let conf = systemd_boot::LoaderConf {
+        default: systemd_boot::entry_file_name(&record.deployments[0].id),
+        timeout: GRUB_TIMEOUT,
+        editor,
+    };
+    systemd_boot::write_entries(esp, &entries, &conf)
+}
+
+/// GRUB: BLS entries, grub.cfg and (if missing) grubenv.
+fn write_grub_menu(record: &Record, esp: &Path) -> Result<()> {
     let entries_dir = esp.join("loader/entries");
     fs::create_dir_all(&entries_dir)
         .with_context(|| format!("creating {}", entries_dir.display()))?;

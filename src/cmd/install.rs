@@ -10,7 +10,8 @@ use clap::{Args, Subcommand, ValueEnum};
 
 #[derive(Debug, Subcommand)]
 pub enum InstallCommand {
-    /// Partition DEVICE and install the image with GRUB and BLS entries.
+    /// Partition DEVICE and install the image: GRUB and BLS entries, or
+    /// systemd-boot and UKIs (--uki), optionally Secure Boot signed.
     ///
     /// Run it inside a privileged container of the image to install:
     /// `podman run --rm --privileged -v /var/lib/containers:/var/lib/containers
@@ -60,6 +61,28 @@ pub struct ToDiskArgs {
     /// and every deployment's kernel and initramfs.
     #[arg(long, value_parser = parse_size, default_value = "1G")]
     esp_size: u64,
+
+    /// Boot with systemd-boot and one Unified Kernel Image per deployment
+    /// (built with the image's ukify, or the sealed UKI the image ships)
+    /// instead of GRUB.
+    #[arg(long)]
+    uki: bool,
+
+    /// Secure Boot: with GRUB, the distribution's signed shim and GRUB from
+    /// the image (boots with Microsoft's keys); with --uki, systemd-boot and
+    /// the UKIs signed with --sb-key/--sb-cert or a new key pair, whose
+    /// certificate is written to the ESP and next to a disk image file
+    /// (DEVICE.sb.cer) for enrolment.
+    #[arg(long)]
+    secure_boot: bool,
+
+    /// PEM private key (RSA ≥ 2048) to sign with (--uki --secure-boot).
+    #[arg(long, value_name = "PEM", requires_all = ["sb_cert", "secure_boot", "uki"])]
+    sb_key: Option<PathBuf>,
+
+    /// PEM certificate of --sb-key.
+    #[arg(long, value_name = "PEM", requires = "sb_key")]
+    sb_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -101,14 +124,24 @@ fn to_disk(a: ToDiskArgs) -> Result<()> {
             Verity::Off => VerityMode::Off,
         },
         esp_size: a.esp_size,
+        uki: a.uki,
+        secure_boot: a.secure_boot,
+        sb_key: a.sb_key,
+        sb_cert: a.sb_cert,
         containerenv: std::env::var_os("CBOOTC_CONTAINERENV")
             .map(PathBuf::from)
             .unwrap_or_else(|| cbootc::image::containerenv::CONTAINERENV_PATH.into()),
     };
     let done = cbootc::install::to_disk(&opts)?;
     tracing::info!(
-        "installed {} (composefs id {}, fs-verity {}), tracking {}",
+        "installed {} ({}{}, composefs id {}, fs-verity {}), tracking {}",
         a.device.display(),
+        done.bootloader,
+        if done.secure_boot {
+            ", Secure Boot"
+        } else {
+            ""
+        },
         &done.image_id[..16],
         done.verity,
         done.tracked_ref

@@ -22,12 +22,15 @@ pub const FORMAT: u32 = 1;
 pub enum Bootloader {
     /// GRUB with BLS Type 1 entries and a cbootc-generated grub.cfg.
     Grub,
+    /// systemd-boot booting one UKI per deployment.
+    SystemdBoot,
 }
 
 impl fmt::Display for Bootloader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Bootloader::Grub => "GRUB",
+            Bootloader::SystemdBoot => "systemd-boot",
         })
     }
 }
@@ -65,6 +68,11 @@ pub struct Record {
     pub root_uuid: String,
     /// fs-verity policy of the repository.
     pub verity: Verity,
+    /// Whether the boot chain is Secure Boot signed (shim + signed GRUB, or
+    /// systemd-boot and UKIs signed with the key in
+    /// `/var/lib/cbootc/secureboot/`).
+    #[serde(default)]
+    pub secure_boot: bool,
     /// Extra kernel arguments for every entry (`--karg`).
     pub kargs: Vec<String>,
     /// Deployments in boot order: the first is the default.
@@ -108,7 +116,7 @@ impl Deployment {
             deployed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             title: image.os_release.title(),
             version: image.os_release.version(),
-            kver: image.kernel.kver.clone(),
+            kver: image.kver(),
             boot_failed: false,
         }
     }
@@ -157,6 +165,7 @@ mod tests {
             esp_uuid: "ABCD-1234".into(),
             root_uuid: "0f0e0d0c-0000-4000-8000-000000000001".into(),
             verity: Verity::Optional,
+            secure_boot: false,
             kargs: vec!["console=ttyS0".into()],
             deployments: vec![Deployment {
                 id: "ab".repeat(64),

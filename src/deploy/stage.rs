@@ -24,8 +24,11 @@ use super::boot_files;
 use super::etc_merge;
 use super::trial;
 use crate::boot::menu;
+use crate::boot::secureboot::KeyPair;
+use crate::deploy::record::Bootloader;
 use crate::host::Host;
 use crate::image::import::{self, ImportedImage};
+use crate::image::tools::ImageTools;
 use crate::repo::Repo;
 use crate::util::size::format_size;
 
@@ -98,7 +101,7 @@ pub fn stage(
         );
     }
     drop(new_tree);
-    let needed = image.kernel.size() + (1 << 20);
+    let needed = boot_files::needed_bytes(image);
     let free = free_bytes(host.esp())?;
     if free < needed {
         bail!(
@@ -117,7 +120,7 @@ pub fn stage(
         &crate::repo::deployment_tag(&id),
     )
     .context("tagging the new image")?;
-    boot_files::install_kernel(repo, host.esp(), &id, &image.kernel)?;
+    write_boot_files(host, repo, image, &id)?;
     if host.state.deployment(&id).exists() {
         // A deployment of this image existed before (e.g. switching back):
         // it is made afresh from the booted /etc.
@@ -145,8 +148,44 @@ pub fn stage(
     host.record.deployments.insert(0, entry);
     host.record.save(&host.state.record())?;
     menu::write_menu(&host.record, host.esp())?;
-    trial::start(host)?;
+    host.sync_firmware_default()?;
+    if host.record.bootloader == Bootloader::Grub {
+        trial::start(host)?;
+    }
     Ok(Staged::New { id, etc })
+}
+
+/// The new deployment's boot files; a UKI is built with the *new* image's
+/// own ukify and stub (mounted from the repository), and signed with the
+/// system's key under Secure Boot.
+fn write_boot_files(host: &Host, repo: &Arc<Repo>, image: &ImportedImage, id: &str) -> Result<()> {
+    let record = &host.record;
+    let needs_tools = record.bootloader == Bootloader::SystemdBoot;
+    let tools = if needs_tools {
+        Some(
+            ImageTools::mount(repo, &image.full_id)
+                .context("mounting the new image to run its ukify")?,
+        )
+    } else {
+        None
+    };
+    let keys = if record.secure_boot && needs_tools {
+        let (key, cert, _) = host.state.secureboot_files();
+        Some(KeyPair::load(&key, &cert).context("loading this system's Secure Boot key")?)
+    } else {
+        None
+    };
+    let b = boot_files::Builders {
+        tools: tools
+            .as_ref()
+            .map(|t| t as &dyn crate::util::command::Tools),
+        keys: keys.as_ref(),
+    };
+    boot_files::install(record, id, repo, host.esp(), image, b)?;
+    if let Some(t) = tools {
+        t.close()?;
+    }
+    Ok(())
 }
 
 /// Re-copy the booted `/etc` changes into the staged deployment: run at

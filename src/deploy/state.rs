@@ -77,6 +77,19 @@ impl StateDirs {
         self.shared_var().join("lib/cbootc/config.toml")
     }
 
+    /// The Secure Boot signing key and certificate
+    /// (`/var/lib/cbootc/secureboot/`), in the shared var: never on the ESP.
+    pub fn secureboot_dir(&self) -> PathBuf {
+        self.shared_var().join("lib/cbootc/secureboot")
+    }
+
+    /// The Secure Boot key pair's files: (private key, PEM certificate,
+    /// DER certificate).
+    pub fn secureboot_files(&self) -> (PathBuf, PathBuf, PathBuf) {
+        let d = self.secureboot_dir();
+        (d.join("db.key"), d.join("db.crt"), d.join("db.cer"))
+    }
+
     /// Create the shared var (empty, mode 0755) if it does not exist.
     pub fn ensure_shared_var(&self) -> Result<PathBuf> {
         let var = self.shared_var();

@@ -15,7 +15,7 @@
 
 use serde::Serialize;
 
-use super::record::{Deployment, Record};
+use super::record::{Bootloader, Deployment, Record};
 use crate::image::imgref::ImageRef;
 
 /// The booted/staged/rollback view of a record.
@@ -166,7 +166,10 @@ fn entry(record: &Record, d: &Deployment) -> BootEntry {
         composefs: ComposefsStatus {
             verity: d.id.clone(),
             verity_policy: record.verity.to_string(),
-            boot_type: "bls",
+            boot_type: match record.bootloader {
+                Bootloader::Grub => "bls",
+                Bootloader::SystemdBoot => "uki",
+            },
             bootloader: record.bootloader.to_string(),
             kernel: d.kver.clone(),
             title: d.title.clone(),
@@ -243,8 +246,17 @@ pub fn text(tracked: &str, record: &Record, booted: &str) -> String {
             r,
         );
     }
+    let style = match record.bootloader {
+        Bootloader::Grub => "BLS Type 1 entries",
+        Bootloader::SystemdBoot => "UKIs",
+    };
+    let sb = if record.secure_boot {
+        ", Secure Boot signed"
+    } else {
+        ""
+    };
     out.push_str(&format!(
-        "Boot: {} with BLS Type 1 entries; {} deployment(s)\n",
+        "Boot: {} with {style}{sb}; {} deployment(s)\n",
         record.bootloader,
         record.deployments.len()
     ));
@@ -254,7 +266,7 @@ pub fn text(tracked: &str, record: &Record, booted: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::record::{Bootloader, FORMAT, Verity};
+    use crate::deploy::record::{FORMAT, Verity};
 
     fn dep(id: &str, at: &str) -> Deployment {
         Deployment {
@@ -277,6 +289,7 @@ mod tests {
             esp_uuid: "ABCD-1234".into(),
             root_uuid: "u".into(),
             verity: Verity::Optional,
+            secure_boot: false,
             kargs: vec![],
             deployments: deps,
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use composefs::fsverity::FsVerityHashValue;
 use composefs::tree::{FileSystem, RegularFile};
-use composefs_boot::bootloader::{BootEntry, get_boot_resources};
+use composefs_boot::bootloader::{BootEntry, PEType, get_boot_resources};
 use composefs_oci::{LocalFetchOpt, OciImage, OciTransformOptions, PullOptions};
 
 use super::imgref::ImageRef;
@@ -40,8 +40,54 @@ pub struct ImportedImage {
     pub labels: BTreeMap<String, String>,
     /// The image's `/usr/lib/os-release` (or `/etc/os-release`).
     pub os_release: OsRelease,
-    /// The kernel to boot.
-    pub kernel: Kernel,
+    /// The same, as text (a UKI's `.osrel` section).
+    pub os_release_text: String,
+    /// The newest `/usr/lib/modules/<kver>/{vmlinuz,initramfs.img}`.
+    pub kernel: Option<Kernel>,
+    /// A UKI the image ships (`/boot/EFI/Linux/*.efi` or
+    /// `/usr/lib/modules/<kver>/*.efi`): a sealed image.
+    pub sealed_uki: Option<SealedUki>,
+}
+
+/// A UKI shipped in the image.
+#[derive(Debug, Clone)]
+pub struct SealedUki {
+    /// Its kernel version, if known from its location.
+    pub kver: Option<String>,
+    /// The file.
+    pub file: RegularFile<ObjectId>,
+}
+
+impl ImportedImage {
+    /// The kernel version booted.
+    pub fn kver(&self) -> String {
+        self.kernel
+            .as_ref()
+            .map(|k| k.kver.clone())
+            .or_else(|| self.sealed_uki.as_ref().and_then(|u| u.kver.clone()))
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// The kernel and initramfs, which GRUB needs.
+    pub fn require_kernel(&self) -> Result<&Kernel> {
+        self.kernel.as_ref().with_context(|| {
+            format!(
+                "{} has no /usr/lib/modules/<kver>/vmlinuz with an initramfs.img, only a UKI: install it with --uki",
+                self.imgref
+            )
+        })
+    }
+
+    /// Bytes the boot files take (kernel + initramfs, or the UKI).
+    pub fn boot_size(&self) -> u64 {
+        let k = self.kernel.as_ref().map(Kernel::size).unwrap_or(0);
+        let u = self
+            .sealed_uki
+            .as_ref()
+            .map(|u| u.file.file_size())
+            .unwrap_or(0);
+        k.max(u)
+    }
 }
 
 /// A kernel and initramfs found under `/usr/lib/modules/<kver>/`.
@@ -137,8 +183,9 @@ pub fn open_imported(
         .read_filesystem(repo, false)
         .with_context(|| format!("reading the filesystem of {imgref}"))?;
     check_bootable(&fs, imgref)?;
-    let kernel = find_kernel(&fs, repo, imgref)?;
-    let os_release = read_os_release(&fs, repo)?;
+    let (kernel, sealed_uki) = find_kernel(&fs, repo, imgref)?;
+    let os_release_text = read_os_release(&fs, repo)?;
+    let os_release = OsRelease::parse(&os_release_text);
 
     let boot_id =
         composefs_oci::generate_boot_image(repo, manifest_digest, &OciTransformOptions::default())
@@ -161,7 +208,9 @@ pub fn open_imported(
         created: img.created().map(str::to_string),
         labels,
         os_release,
+        os_release_text,
         kernel,
+        sealed_uki,
     })
 }
 
@@ -207,24 +256,41 @@ fn check_bootable(fs: &FileSystem<ObjectId>, imgref: &ImageRef) -> Result<()> {
 }
 
 /// The newest `/usr/lib/modules/<kver>/` with both `vmlinuz` and
-/// `initramfs.img`.
-fn find_kernel(fs: &FileSystem<ObjectId>, repo: &Repo, imgref: &ImageRef) -> Result<Kernel> {
+/// `initramfs.img`, and a UKI the image ships; at least one must exist.
+fn find_kernel(
+    fs: &FileSystem<ObjectId>,
+    repo: &Repo,
+    imgref: &ImageRef,
+) -> Result<(Option<Kernel>, Option<SealedUki>)> {
     let entries =
         get_boot_resources(fs, repo).with_context(|| format!("looking for kernels in {imgref}"))?;
     let mut kernels: Vec<Kernel> = Vec::new();
     let mut without_initramfs = Vec::new();
+    let mut ukis = Vec::new();
     for entry in entries {
-        if let BootEntry::UsrLibModulesVmLinuz(k) = entry {
-            match k.initramfs {
+        match entry {
+            BootEntry::UsrLibModulesVmLinuz(k) => match k.initramfs {
                 Some(initramfs) => kernels.push(Kernel {
                     kver: k.kver.to_string(),
                     vmlinuz: k.vmlinuz,
                     initramfs,
                 }),
                 None => without_initramfs.push(k.kver.to_string()),
-            }
+            },
+            BootEntry::Type2(t) if matches!(t.pe_type, PEType::Uki) => ukis.push(SealedUki {
+                kver: t.kver.map(|k| k.to_string_lossy().into_owned()),
+                file: t.file,
+            }),
+            _ => {}
         }
     }
+    if ukis.len() > 1 {
+        bail!(
+            "{imgref} ships {} UKIs; a sealed image must ship exactly one",
+            ukis.len()
+        );
+    }
+    let uki = ukis.pop();
     kernels.sort_by(|a, b| compare_versions(&a.kver, &b.kver));
     match kernels.pop() {
         Some(k) => {
@@ -234,8 +300,9 @@ fn find_kernel(fs: &FileSystem<ObjectId>, repo: &Repo, imgref: &ImageRef) -> Res
                     k.kver
                 );
             }
-            Ok(k)
+            Ok((Some(k), uki))
         }
+        None if uki.is_some() => Ok((None, uki)),
         None if !without_initramfs.is_empty() => bail!(
             "{imgref} is not bootable: /usr/lib/modules/{}/ has a vmlinuz but no initramfs.img",
             without_initramfs[0]
@@ -248,7 +315,7 @@ fn find_kernel(fs: &FileSystem<ObjectId>, repo: &Repo, imgref: &ImageRef) -> Res
 
 /// os-release(5): `/etc/os-release` takes precedence, `/usr/lib/os-release`
 /// is the fallback.
-fn read_os_release(fs: &FileSystem<ObjectId>, repo: &Repo) -> Result<OsRelease> {
+fn read_os_release(fs: &FileSystem<ObjectId>, repo: &Repo) -> Result<String> {
     for path in ["etc/os-release", "usr/lib/os-release"] {
         // `/etc/os-release` is usually a symlink to the other: not a
         // regular file, so the lookup fails and the fallback is read.
@@ -259,11 +326,11 @@ fn read_os_release(fs: &FileSystem<ObjectId>, repo: &Repo) -> Result<OsRelease> 
         if let Ok(file) = file {
             let data = composefs::fs::read_file(file, repo)
                 .with_context(|| format!("reading {path} from the image"))?;
-            return Ok(OsRelease::parse(&String::from_utf8_lossy(&data)));
+            return Ok(String::from_utf8_lossy(&data).into_owned());
         }
     }
     tracing::warn!("the image has no os-release; boot entries will be titled \"Linux\"");
-    Ok(OsRelease::default())
+    Ok(String::new())
 }
 
 /// Order kernel versions the way `sort -V` would, closely enough for

@@ -87,6 +87,11 @@ impl ImageTools {
         Ok(tools)
     }
 
+    /// The mounted image's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Whether the image has `program`.
     pub fn has(&self, program: &str) -> bool {
         BIN_DIRS

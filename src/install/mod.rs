@@ -42,6 +42,15 @@ pub struct InstallOptions {
     pub esp_size: u64,
     /// Where `/run/.containerenv` is (tests point it elsewhere).
     pub containerenv: PathBuf,
+    /// systemd-boot with one UKI per deployment instead of GRUB.
+    pub uki: bool,
+    /// A Secure Boot signed chain: shim + signed GRUB, or (with `uki`)
+    /// systemd-boot and UKIs signed with `sb_key`/`sb_cert` or a new key.
+    pub secure_boot: bool,
+    /// PEM private key for signing (with `uki` and `secure_boot`).
+    pub sb_key: Option<PathBuf>,
+    /// PEM certificate of `sb_key`.
+    pub sb_cert: Option<PathBuf>,
 }
 
 /// What an installation produced.
@@ -53,4 +62,8 @@ pub struct Installed {
     pub tracked_ref: String,
     /// fs-verity policy in force.
     pub verity: crate::deploy::record::Verity,
+    /// The bootloader installed.
+    pub bootloader: crate::deploy::record::Bootloader,
+    /// Whether the boot chain is Secure Boot signed.
+    pub secure_boot: bool,
 }

@@ -9,7 +9,10 @@ use uuid::Uuid;
 
 use super::{InstallOptions, Installed, esp, plan, root_fs, source};
 use crate::boot::menu;
-use crate::deploy::record::{Bootloader, FORMAT, Record, Verity};
+use crate::boot::secureboot::KeyPair;
+use crate::deploy::boot_files;
+use crate::deploy::record::{Bootloader, Deployment, FORMAT, Record, Verity};
+use crate::deploy::state::StateDirs;
 use crate::disk::fat;
 use crate::disk::gpt::{self, PartitionIds};
 use crate::disk::layout::Layout;
@@ -75,7 +78,7 @@ pub fn to_disk(opts: &InstallOptions) -> Result<Installed> {
         "image {} ({}), kernel {}, composefs id {}",
         src.imgref,
         image.os_release.title(),
-        image.kernel.kver,
+        image.kver(),
         &id[..16]
     );
 
@@ -107,14 +110,69 @@ pub fn to_disk(opts: &InstallOptions) -> Result<Installed> {
         }
     };
     let host_tools = HostTools::new()?;
+    // The record is decided before anything is written: a UKI's command
+    // line names the root filesystem's UUID, which mkfs is given later.
+    let root_uuid = Uuid::new_v4();
+    let record = Record {
+        format: FORMAT,
+        bootloader: if opts.uki {
+            Bootloader::SystemdBoot
+        } else {
+            Bootloader::Grub
+        },
+        esp_uuid: esp_uuid.clone(),
+        root_uuid: root_uuid.to_string(),
+        verity,
+        secure_boot: opts.secure_boot,
+        kargs: opts.kargs.clone(),
+        deployments: vec![Deployment::from_image(&image)],
+    };
+    let keys = if opts.secure_boot && opts.uki {
+        let cn = format!("{} Secure Boot (cbootc)", image.os_release.title());
+        let k = KeyPair::load_or_generate(opts.sb_key.as_deref(), opts.sb_cert.as_deref(), &cn)?;
+        tracing::info!(
+            "Secure Boot key: {} (sha256 {})",
+            k.subject(),
+            k.fingerprint()?
+        );
+        Some(k)
+    } else {
+        None
+    };
+    let image_root = image_tools
+        .as_ref()
+        .map(|t| t.root().to_path_buf())
+        .unwrap_or_else(|| "/".into());
+    let efi_tools = pick_tools(&image_tools, &host_tools, &["ukify", "sbsign"]);
     let grub_tools = pick_tools(
         &image_tools,
         &host_tools,
         &["grub-mkstandalone", "grub2-mkstandalone"],
     );
-    tracing::info!("building the GRUB EFI binary");
-    esp::stage_grub(grub_tools, &esp_dir, &esp_uuid)?;
-    esp::stage_kernel(&staging_repo, &esp_dir, &id, &image.kernel)?;
+    esp::stage_bootloader(&esp::Bootloader {
+        record: &record,
+        image_root: &image_root,
+        os_id: image.os_release.id().unwrap_or("linux"),
+        grub_tools,
+        efi_tools,
+        keys: keys.as_ref(),
+        esp: &esp_dir,
+    })?;
+    boot_files::install(
+        &record,
+        &id,
+        &staging_repo,
+        &esp_dir,
+        &image,
+        boot_files::Builders {
+            tools: Some(efi_tools),
+            keys: keys.as_ref(),
+        },
+    )?;
+    menu::write_menu(&record, &esp_dir)?;
+    if let Some(k) = &keys {
+        esp::stage_certificate(&esp_dir, k)?;
+    }
     plan::check_esp(opts.esp_size, esp::tree_size(&esp_dir)?)?;
     let mkfs_program = format!("mkfs.{}", opts.filesystem);
     let mkfs_tools = pick_tools(&image_tools, &host_tools, &[&mkfs_program]);
@@ -126,7 +184,8 @@ pub fn to_disk(opts: &InstallOptions) -> Result<Installed> {
         layout: &layout,
         image: &image,
         tracked: &src.tracked.to_string(),
-        verity,
+        record: &record,
+        keys: keys.as_ref(),
         esp_dir: &esp_dir,
         esp_volume_id,
         esp_uuid: &esp_uuid,
@@ -150,6 +209,8 @@ pub fn to_disk(opts: &InstallOptions) -> Result<Installed> {
         image_id: id,
         tracked_ref: src.tracked.to_string(),
         verity,
+        bootloader: record.bootloader,
+        secure_boot: record.secure_boot,
     })
 }
 
@@ -158,7 +219,8 @@ struct WriteCtx<'a> {
     layout: &'a Layout,
     image: &'a ImportedImage,
     tracked: &'a str,
-    verity: Verity,
+    record: &'a Record,
+    keys: Option<&'a KeyPair>,
     esp_dir: &'a Path,
     esp_volume_id: u32,
     esp_uuid: &'a str,
@@ -200,7 +262,11 @@ fn write_disk(cx: WriteCtx<'_>) -> Result<()> {
     gpt::write_gpt(device, cx.layout, &ids)?;
 
     let root_loop = LoopDevice::attach(device, cx.layout.root.start, cx.layout.root.size, false)?;
-    let root_uuid = Uuid::new_v4();
+    let root_uuid: Uuid = cx
+        .record
+        .root_uuid
+        .parse()
+        .context("the record's root UUID")?;
     let with_verity = plan::mkfs_with_verity(cx.opts.verity, cx.opts.filesystem);
     tracing::info!("creating the {} root filesystem", cx.opts.filesystem);
     mkfs::mkfs(
@@ -221,27 +287,38 @@ fn write_disk(cx: WriteCtx<'_>) -> Result<()> {
         None,
     )?;
     let root = mnt.path();
-    if cx.verity == Verity::Required && !repo::verity_works_in(root)? {
+    let verity = cx.record.verity == Verity::Required;
+    if verity && !repo::verity_works_in(root)? {
         bail!("fs-verity cannot be enabled on the new root filesystem");
     }
     tracing::info!("importing {} into the new root", cx.image.imgref);
-    let repo = root_fs::import_into(root, cx.verity == Verity::Required, cx.image)?;
+    let repo = root_fs::import_into(root, verity, cx.image)?;
     root_fs::create_state(root, &repo, cx.image, cx.tracked, cx.esp_uuid)?;
     drop(repo);
-    let record = Record {
-        format: FORMAT,
-        bootloader: Bootloader::Grub,
-        esp_uuid: cx.esp_uuid.to_string(),
-        root_uuid: root_uuid.to_string(),
-        verity: cx.verity,
-        kargs: cx.opts.kargs.clone(),
-        deployments: vec![crate::deploy::record::Deployment::from_image(cx.image)],
-    };
-    menu::write_menu(&record, cx.esp_dir)?;
-    root_fs::save_record(root, &record)?;
+    if let Some(k) = cx.keys {
+        // The private key lives only here, mode 0600; never on the ESP.
+        let dirs = StateDirs::new(root);
+        let dir = dirs.secureboot_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .with_context(|| format!("restricting {}", dir.display()))?;
+        let (key, cert, der) = dirs.secureboot_files();
+        k.write(&key, &cert, &der)?;
+    }
+    root_fs::save_record(root, cx.record)?;
     root_mount.unmount()?;
     root_loop.detach()?;
 
+    if let (Some(k), true) = (cx.keys, cx.is_file) {
+        // Next to a disk image, for enrolment in the firmware's db.
+        let mut name = device.as_os_str().to_owned();
+        name.push(".sb.cer");
+        crate::util::atomic::write_file(Path::new(&name), &k.cert_der()?)?;
+        tracing::info!(
+            "Secure Boot certificate for the firmware's db: {}",
+            Path::new(&name).display()
+        );
+    }
     tracing::info!("writing the ESP");
     let esp_loop = LoopDevice::attach(device, cx.layout.esp.start, cx.layout.esp.size, false)?;
     fat::format_and_populate(esp_loop.path(), ESP_LABEL, cx.esp_volume_id, cx.esp_dir)?;

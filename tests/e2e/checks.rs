@@ -285,13 +285,20 @@ pub fn deployment(vm: &mut Vm, exp: &Expect) -> Result<(Deployment, String)> {
     let tv = one_line(&vm.ok("cat /usr/lib/cbootc-test-version")?);
     ensure!(tv == "v1", "test image version {tv}");
 
-    // Not implemented yet on this branch; shown for the log.
+    // Informational until `cbootc status` exists.
     let status = vm.run("cbootc status")?;
-    eprintln!(
-        "e2e: cbootc status in the guest (informational): exit {}\n{}",
-        status.rc,
-        status.text.trim_end()
-    );
+    if status.rc == 0 {
+        eprintln!(
+            "e2e: cbootc status in the guest:\n{}",
+            status.text.trim_end()
+        );
+    } else {
+        eprintln!(
+            "e2e: cbootc status in the guest: exit {} ({})",
+            status.rc,
+            status.text.lines().next().unwrap_or_default()
+        );
+    }
 
     Ok((
         Deployment {

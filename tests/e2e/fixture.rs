@@ -119,13 +119,21 @@ pub fn timing(label: &str, d: Duration) {
     }
 }
 
-/// Run a program on the host; its stdout+stderr go to `LOGS/<log>` and,
-/// on failure, into the error.
-pub fn host(log: &str, program: &str, args: &[&str], envs: &[(&str, &Path)]) -> Result<String> {
+/// Run a program on the host, killed after `limit` (`timeout(1)`); its
+/// stdout+stderr go to `LOGS/<log>` and, on failure, into the error.
+pub fn host(
+    log: &str,
+    limit: Duration,
+    program: &str,
+    args: &[&str],
+    envs: &[(&str, &Path)],
+) -> Result<String> {
     let path = env().logs.join(log);
     let t0 = Instant::now();
-    let mut cmd = Command::new(program);
-    cmd.args(args).stdin(Stdio::null());
+    let mut cmd = Command::new("timeout");
+    cmd.args(["--kill-after=30", &format!("{}s", limit.as_secs()), program])
+        .args(args)
+        .stdin(Stdio::null());
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -142,6 +150,14 @@ pub fn host(log: &str, program: &str, args: &[&str], envs: &[(&str, &Path)]) -> 
         out.status,
         t0.elapsed().as_secs_f64()
     )?;
+    if out.status.code() == Some(124) {
+        bail!(
+            "{program} {} did not finish within {} s; log {}",
+            args.join(" "),
+            limit.as_secs(),
+            path.display()
+        );
+    }
     if !out.status.success() {
         let all = format!(
             "{}{}",
@@ -188,6 +204,7 @@ fn build_image() -> Result<Image> {
     let t0 = Instant::now();
     let out = host(
         "image-build.log",
+        Duration::from_secs(2400),
         script.to_str().unwrap(),
         &[
             "--cbootc",
@@ -247,6 +264,7 @@ pub fn install(name: &str, extra: &[&str]) -> Result<Installed> {
     let t0 = Instant::now();
     host(
         &format!("{name}-install.log"),
+        Duration::from_secs(900),
         env.cbootc.to_str().unwrap(),
         &args,
         &[],
@@ -278,12 +296,14 @@ pub fn podman_install(name: &str) -> Result<Installed> {
     // dangling; the base layer is shared, so this is cheap.
     let _ = host(
         &format!("{name}-podman-rmi.log"),
+        Duration::from_secs(300),
         "podman",
         &["rmi", "--force", PODMAN_IMAGE],
         cenv,
     );
     host(
         &format!("{name}-skopeo.log"),
+        Duration::from_secs(600),
         "skopeo",
         &[
             "copy",
@@ -320,7 +340,13 @@ pub fn podman_install(name: &str) -> Result<Installed> {
     ];
     args.extend(kargs());
     let t0 = Instant::now();
-    host(&format!("{name}-install.log"), "podman", &args, cenv)?;
+    host(
+        &format!("{name}-install.log"),
+        Duration::from_secs(900),
+        "podman",
+        &args,
+        cenv,
+    )?;
     timing(
         &format!("{name}: podman run … cbootc install to-disk"),
         t0.elapsed(),
@@ -344,6 +370,7 @@ pub fn layout_disk() -> Result<PathBuf> {
     let t0 = Instant::now();
     host(
         "oci-layout-disk.log",
+        Duration::from_secs(600),
         "mkfs.ext4",
         &[
             "-q",

@@ -16,6 +16,9 @@
 //!
 //! Every wait has a deadline; QEMU is killed when the [`Vm`] is dropped, so a
 //! hung guest fails its test with the console tail and never hangs CI.
+//!
+//! Also compiled into `examples/vm-run.rs` (the demo), which uses part of it.
+#![allow(dead_code)]
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};

@@ -480,12 +480,11 @@ pub fn e2e(name: &str, body: impl FnOnce(&mut Ctx) -> Result<()>) {
         rustix::process::geteuid().is_root(),
         "the boot tests install to loop devices and must run as root"
     );
-    for (what, path) in [("OVMF", vm::OVMF)] {
-        assert!(
-            Path::new(path).exists(),
-            "{what} ({path}) missing: run tests/e2e/setup-host.sh"
-        );
-    }
+    assert!(
+        Path::new(vm::OVMF).exists(),
+        "OVMF ({}) missing: run tests/e2e/setup-host.sh",
+        vm::OVMF
+    );
     let env = env();
     let t0 = Instant::now();
     let mut ctx = Ctx {
@@ -497,7 +496,8 @@ pub fn e2e(name: &str, body: impl FnOnce(&mut Ctx) -> Result<()>) {
     if let Err(e) = result {
         let mut msg = format!("{name} failed: {e:#}\n");
         if let Some(log) = &ctx.last_log {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let text =
+                String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();
             msg += &format!(
                 "\n--- last 60 lines of the console ({}) ---\n{}\n--- end of console ---\n",
                 log.display(),

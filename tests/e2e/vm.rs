@@ -106,8 +106,12 @@ fn probe_kvm() -> Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .context("starting qemu-system-x86_64")?;
+    // OVMF's boot manager on the console: KVM works. Anything on stderr
+    // ("KVM internal error", after which QEMU just stops the guest) or
+    // QEMU exiting: it does not.
     let (tx, rx) = std::sync::mpsc::channel();
     let mut out = child.stdout.take().unwrap();
+    let ok = tx.clone();
     std::thread::spawn(move || {
         let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
@@ -117,21 +121,27 @@ fn probe_kvm() -> Result<()> {
             }
             seen.extend_from_slice(&buf[..n]);
             if find(&seen, b"BdsDxe").is_some() {
-                let _ = tx.send(());
+                let _ = ok.send(Ok(()));
                 return;
             }
         }
+        let _ = ok.send(Err("QEMU exited".to_owned()));
     });
-    let ok = rx.recv_timeout(Duration::from_secs(30)).is_ok();
+    let mut err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = err.read(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            let first = text.lines().next().unwrap_or("QEMU exited").to_owned();
+            let _ = tx.send(Err(first));
+        }
+    });
+    let result = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| Err("no firmware output in 30 s".into()));
     let _ = child.kill();
     let _ = child.wait();
-    if ok {
-        return Ok(());
-    }
-    let mut err = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-    let first = err.lines().next().unwrap_or("no firmware output in 30 s");
-    bail!("KVM does not boot OVMF here ({first})")
+    result.map_err(|why| anyhow::anyhow!("KVM does not boot OVMF here ({why})"))
 }
 
 /// Disk image formats QEMU is told about (never probed).
@@ -505,8 +515,24 @@ impl Drop for Vm {
     }
 }
 
+/// The last `lines` non-blank lines of `text`, runs of spaces squeezed
+/// (GRUB draws its menu with cursor moves, which become long blank runs).
 pub fn tail_text(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
+    let all: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut out = String::with_capacity(l.len());
+            let mut spaces = 0;
+            for c in l.trim_end().chars() {
+                spaces = if c == ' ' { spaces + 1 } else { 0 };
+                if spaces <= 4 {
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 

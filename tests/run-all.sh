@@ -1,7 +1,11 @@
 #!/bin/bash
 # The project's test command (README "Run the tests"): installs what the
 # tests need on a fresh Debian 12 machine, then runs formatting and lint
-# checks, unit tests and the root integration tests.
+# checks, unit tests and the root integration tests, and then the boot tests
+# (tests/e2e: install the Debian test image, boot the disks in QEMU).
+#
+# CBOOTC_E2E=0 skips the boot tests (they take 10-15 min, plus ~5 min for a
+# cold image build). Their logs are in target/e2e-logs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,3 +38,17 @@ echo "== cargo test"
 # Integration tests create loop devices and filesystems; two at a time is
 # plenty on a 2-core machine.
 cargo test --locked -- --test-threads=2
+
+if [ "${CBOOTC_E2E:-1}" = 0 ]; then
+    echo "== boot tests skipped (CBOOTC_E2E=0)"
+    exit 0
+fi
+echo "== boot tests (tests/e2e; logs and timings.txt in target/e2e-logs/)"
+tests/e2e/setup-host.sh
+# Release build: the image carries this cbootc, and the verity test runs it
+# inside an emulated guest, where unoptimised code is slow (DESIGN.md "Boot
+# tests"). Each test prints its timings (--nocapture).
+cargo test --release --locked --test e2e -- --ignored --test-threads=1 --nocapture
+echo "== install checks with the real image's ukify, systemd-boot and sbsign (tests/install_uki.rs)"
+CBOOTC_TEST_OCI="$PWD/target/e2e/oci" CBOOTC_TEST_OCI_TAG=e2e \
+    cargo test --release --locked --test install_uki -- --ignored --test-threads=1

@@ -5,7 +5,8 @@
 //! the guest's autologin serial console.
 //!
 //! The image is the one tests/images/build-debian.sh writes
-//! (`/var/tmp/cbootc-oci/debian`, tag v1; override with CBOOTC_TEST_OCI) or
+//! (`/var/tmp/cbootc-oci/debian`, tag v1; override with CBOOTC_TEST_OCI and
+//! CBOOTC_TEST_OCI_TAG) or
 //! an already extracted root in CBOOTC_TEST_ROOTFS.
 
 #![allow(dead_code)]
@@ -25,7 +26,8 @@ use super::sh;
 pub fn oci_layout() -> (PathBuf, String) {
     let dir =
         std::env::var("CBOOTC_TEST_OCI").unwrap_or_else(|_| "/var/tmp/cbootc-oci/debian".into());
-    (PathBuf::from(dir), "v1".into())
+    let tag = std::env::var("CBOOTC_TEST_OCI_TAG").unwrap_or_else(|_| "v1".into());
+    (PathBuf::from(dir), tag)
 }
 
 /// `oci:DIR:v1`.

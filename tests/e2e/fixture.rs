@@ -1,0 +1,510 @@
+//! What the boot tests share: paths, the cbootc binary, the Debian test
+//! image (built once per run), the installs, timings, and the wrapper that
+//! turns an error into a test failure with the console's tail.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::common;
+use crate::vm::{self, Drive, Format, Vm, VmSpec};
+
+/// Kernel arguments of every test install: the serial console the harness
+/// drives; no gpt-auto (the ESP fsck and device wait cost ~10 s under TCG);
+/// a kernel oops panics and a panic reboots, which ends QEMU (-no-reboot),
+/// so a crashed guest fails fast instead of timing out.
+pub const KARGS: &[&str] = &[
+    "console=ttyS0",
+    "systemd.gpt_auto=0",
+    "oops=panic",
+    "panic=-1",
+];
+
+/// Size of every installed disk.
+pub const DISK_SIZE: &str = "4G";
+
+/// The image in the host's containers-storage for the podman install.
+pub const PODMAN_IMAGE: &str = "localhost/cbootc-debian:e2e";
+
+/// Boot limits, generous for TCG on 2 busy cores (a boot takes 45–90 s).
+pub fn boot_timeout() -> Duration {
+    secs_from_env("CBOOTC_E2E_BOOT_TIMEOUT", 600)
+}
+
+fn secs_from_env(var: &str, default: u64) -> Duration {
+    let s = std::env::var(var)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{var}={v:?} is not a number of seconds"))
+        })
+        .unwrap_or(default);
+    Duration::from_secs(s)
+}
+
+pub struct Env {
+    pub repo: PathBuf,
+    /// Disks, overlays and the image layout.
+    pub work: PathBuf,
+    /// Console logs, install logs, timings: kept as CI artifacts.
+    pub logs: PathBuf,
+    /// The cbootc that installs, and that goes into the image.
+    pub cbootc: PathBuf,
+    pub cbootc_sha256: String,
+    pub cbootc_version: String,
+}
+
+/// Paths: `CBOOTC_E2E_WORK` (default `target/e2e`), `CBOOTC_E2E_LOGS`
+/// (default `target/e2e-logs`); `CBOOTC_E2E_CBOOTC` (default: the cbootc
+/// built with this test, i.e. the same cargo profile).
+pub fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        // target/tmp -> target
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .unwrap()
+            .to_owned();
+        let work = std::env::var_os("CBOOTC_E2E_WORK")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| target.join("e2e"));
+        let logs = std::env::var_os("CBOOTC_E2E_LOGS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| target.join("e2e-logs"));
+        let cbootc = std::env::var_os("CBOOTC_E2E_CBOOTC")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cbootc")));
+        let cbootc = std::fs::canonicalize(&cbootc)
+            .unwrap_or_else(|e| panic!("cbootc binary {}: {e}", cbootc.display()));
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::create_dir_all(&logs).unwrap();
+        let _ = std::fs::remove_file(logs.join("timings.txt"));
+        let version = Command::new(&cbootc).arg("--version").output().unwrap();
+        assert!(
+            version.status.success(),
+            "{} --version failed",
+            cbootc.display()
+        );
+        eprintln!(
+            "e2e: cbootc {} ({})",
+            cbootc.display(),
+            String::from_utf8_lossy(&version.stdout).trim()
+        );
+        Env {
+            repo,
+            work,
+            logs,
+            cbootc_sha256: common::file_sha256(&cbootc),
+            cbootc,
+            cbootc_version: String::from_utf8_lossy(&version.stdout).trim().to_owned(),
+        }
+    })
+}
+
+/// Record a duration in the test output and in `LOGS/timings.txt`.
+pub fn timing(label: &str, d: Duration) {
+    let line = format!("{label}: {:.1} s", d.as_secs_f64());
+    eprintln!("e2e: {line}");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(env().logs.join("timings.txt"))
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// Run a program on the host, killed after `limit` (`timeout(1)`); its
+/// stdout+stderr go to `LOGS/<log>` and, on failure, into the error.
+pub fn host(
+    log: &str,
+    limit: Duration,
+    program: &str,
+    args: &[&str],
+    envs: &[(&str, &Path)],
+) -> Result<String> {
+    let path = env().logs.join(log);
+    let t0 = Instant::now();
+    let mut cmd = Command::new("timeout");
+    cmd.args(["--kill-after=30", &format!("{}s", limit.as_secs()), program])
+        .args(args)
+        .stdin(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {program} (run tests/e2e/setup-host.sh?)"))?;
+    let mut f = std::fs::File::create(&path)?;
+    writeln!(f, "$ {program} {}", args.join(" "))?;
+    f.write_all(&out.stderr)?;
+    f.write_all(&out.stdout)?;
+    writeln!(
+        f,
+        "# {} after {:.1} s",
+        out.status,
+        t0.elapsed().as_secs_f64()
+    )?;
+    if out.status.code() == Some(124) {
+        bail!(
+            "{program} {} did not finish within {} s; log {}",
+            args.join(" "),
+            limit.as_secs(),
+            path.display()
+        );
+    }
+    if !out.status.success() {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        bail!(
+            "{program} {} failed ({}); log {}:\n{}",
+            args.join(" "),
+            out.status,
+            path.display(),
+            vm::tail_text(&all, 40)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The Debian test image, built from this tree by build-debian.sh with the
+/// cbootc under test.
+pub struct Image {
+    pub layout: PathBuf,
+    pub tag: String,
+    /// `oci:LAYOUT:TAG`
+    pub imgref: String,
+    /// The composefs id of its bootable image, computed with the composefs
+    /// crates alone (not cbootc): every install of it must boot this id.
+    pub id: String,
+}
+
+pub fn image() -> Result<&'static Image> {
+    static IMAGE: OnceLock<std::result::Result<Image, String>> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| build_image().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("building the test image failed: {e}"))
+}
+
+fn build_image() -> Result<Image> {
+    let env = env();
+    let layout = env.work.join("oci");
+    let tag = "e2e";
+    let script = env.repo.join("tests/images/build-debian.sh");
+    eprintln!("e2e: building the Debian test image (cold: ~5 min; cached: seconds)");
+    let t0 = Instant::now();
+    let out = host(
+        "image-build.log",
+        Duration::from_secs(2400),
+        script.to_str().unwrap(),
+        &[
+            "--cbootc",
+            env.cbootc.to_str().unwrap(),
+            "--out",
+            layout.to_str().unwrap(),
+            "--variant",
+            "v1",
+            "--tag",
+            tag,
+        ],
+        &[],
+    )?;
+    timing("image build (build-debian.sh)", t0.elapsed());
+    let imgref = out.lines().last().unwrap_or_default().trim().to_owned();
+    let want = format!("oci:{}:{tag}", layout.display());
+    if imgref != want {
+        bail!("build-debian.sh printed {imgref:?}, expected {want:?}");
+    }
+    let t0 = Instant::now();
+    let id = common::independent_boot_id(&imgref);
+    timing("expected composefs id (composefs crates)", t0.elapsed());
+    eprintln!("e2e: image {imgref}, composefs id {id}");
+    Ok(Image {
+        layout,
+        tag: tag.into(),
+        imgref,
+        id,
+    })
+}
+
+/// An installed disk: pristine, only ever booted through overlays.
+pub struct Installed {
+    pub disk: PathBuf,
+    /// cbootc's log (stderr).
+    pub log: String,
+}
+
+fn kargs() -> Vec<&'static str> {
+    KARGS.iter().flat_map(|k| ["--karg", k]).collect()
+}
+
+/// `cbootc install to-disk --source oci:… DISK --size 4G --karg … EXTRA…`
+/// with the host's cbootc, into `WORK/disks/NAME.raw`.
+pub fn install(name: &str, extra: &[&str]) -> Result<Installed> {
+    let env = env();
+    let img = image()?;
+    let dir = env.work.join("disks");
+    std::fs::create_dir_all(&dir)?;
+    let disk = dir.join(format!("{name}.raw"));
+    let _ = std::fs::remove_file(&disk);
+    let mut args = vec!["install", "to-disk", "--source", &img.imgref];
+    args.push(disk.to_str().unwrap());
+    args.extend(["--size", DISK_SIZE]);
+    args.extend(kargs());
+    args.extend(extra);
+    let t0 = Instant::now();
+    host(
+        &format!("{name}-install.log"),
+        Duration::from_secs(900),
+        env.cbootc.to_str().unwrap(),
+        &args,
+        &[],
+    )?;
+    timing(&format!("{name}: cbootc install to-disk"), t0.elapsed());
+    let log = std::fs::read_to_string(env.logs.join(format!("{name}-install.log")))?;
+    Ok(Installed { disk, log })
+}
+
+/// The ext4 install (verity `auto`, i.e. optional on a host kernel without
+/// fs-verity), shared by the tests that boot it.
+pub fn ext4_install() -> Result<&'static Installed> {
+    static EXT4: OnceLock<std::result::Result<Installed, String>> = OnceLock::new();
+    EXT4.get_or_init(|| install("ext4", &[]).map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("the ext4 install failed: {e}"))
+}
+
+/// The install exactly as README tells users: the image in the host's
+/// containers-storage, cbootc run inside it by privileged podman, no
+/// `--source` (cbootc reads /run/.containerenv).
+pub fn podman_install(name: &str) -> Result<Installed> {
+    let env = env();
+    let img = image()?;
+    let conf = env.repo.join("tests/e2e/containers.conf");
+    let cenv: &[(&str, &Path)] = &[("CONTAINERS_CONF", &conf)];
+    let t0 = Instant::now();
+    // Replace the previous run's image (same name) rather than leave it
+    // dangling; the base layer is shared, so this is cheap.
+    let _ = host(
+        &format!("{name}-podman-rmi.log"),
+        Duration::from_secs(300),
+        "podman",
+        &["rmi", "--force", PODMAN_IMAGE],
+        cenv,
+    );
+    host(
+        &format!("{name}-skopeo.log"),
+        Duration::from_secs(600),
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            &img.imgref,
+            &format!("containers-storage:{PODMAN_IMAGE}"),
+        ],
+        cenv,
+    )?;
+    timing(
+        &format!("{name}: skopeo copy into containers-storage"),
+        t0.elapsed(),
+    );
+
+    let out = env.work.join(format!("{name}-output"));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    let output_mount = format!("{}:/output", out.display());
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--privileged",
+        "-v",
+        "/var/lib/containers:/var/lib/containers",
+        "-v",
+        &output_mount,
+        PODMAN_IMAGE,
+        "cbootc",
+        "install",
+        "to-disk",
+        "/output/disk.raw",
+        "--size",
+        DISK_SIZE,
+    ];
+    args.extend(kargs());
+    let t0 = Instant::now();
+    host(
+        &format!("{name}-install.log"),
+        Duration::from_secs(900),
+        "podman",
+        &args,
+        cenv,
+    )?;
+    timing(
+        &format!("{name}: podman run … cbootc install to-disk"),
+        t0.elapsed(),
+    );
+    let log = std::fs::read_to_string(env.logs.join(format!("{name}-install.log")))?;
+    Ok(Installed {
+        disk: out.join("disk.raw"),
+        log,
+    })
+}
+
+/// An ext4 filesystem image holding the OCI layout, for a guest to install
+/// from (the guest kernel has neither 9p nor virtiofs).
+pub fn layout_disk() -> Result<PathBuf> {
+    let env = env();
+    let img = image()?;
+    let path = env.work.join("disks/oci-layout.ext4");
+    let _ = std::fs::remove_file(&path);
+    let bytes = dir_size(&img.layout)?;
+    let mib = (bytes + bytes / 4) / (1 << 20) + 64;
+    let t0 = Instant::now();
+    host(
+        "oci-layout-disk.log",
+        Duration::from_secs(600),
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-b",
+            "4096",
+            "-O",
+            "^has_journal",
+            "-L",
+            "cbootc-oci",
+            "-E",
+            "root_owner=0:0",
+            "-d",
+            img.layout.to_str().unwrap(),
+            path.to_str().unwrap(),
+            &format!("{mib}M"),
+        ],
+        &[],
+    )?;
+    timing("OCI layout disk (mkfs.ext4 -d)", t0.elapsed());
+    Ok(path)
+}
+
+fn dir_size(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let m = e.metadata()?;
+        total += if m.is_dir() {
+            dir_size(&e.path())?
+        } else {
+            m.len()
+        };
+    }
+    Ok(total)
+}
+
+/// One test's boots, for timings and for the console tail on failure.
+pub struct Ctx {
+    pub name: String,
+    last_log: Option<PathBuf>,
+}
+
+impl Ctx {
+    /// Boot `disk` (raw) through a fresh qcow2 overlay named after the boot,
+    /// with `extra` drives after it, and log in. `fresh_overlay = false`
+    /// reuses this test's overlay of `disk` (a reboot of the same machine).
+    pub fn boot(
+        &mut self,
+        boot: &str,
+        disk: &Path,
+        fresh_overlay: bool,
+        extra: Vec<Drive>,
+        memory_mib: u32,
+    ) -> Result<Vm> {
+        let env = env();
+        let stem = disk.file_stem().unwrap().to_string_lossy();
+        let overlay = env
+            .work
+            .join("overlays")
+            .join(format!("{}-{stem}.qcow2", self.name));
+        std::fs::create_dir_all(overlay.parent().unwrap())?;
+        if fresh_overlay || !overlay.exists() {
+            vm::overlay(disk, &overlay)?;
+        }
+        let mut drives = vec![Drive::new(&overlay, Format::Qcow2, "system")];
+        drives.extend(extra);
+        let name = format!("{}-{boot}", self.name);
+        let log = env.logs.join(format!("{name}.log"));
+        self.last_log = Some(log);
+        eprintln!(
+            "e2e: booting {name} ({} disk{})",
+            drives.len(),
+            if drives.len() > 1 { "s" } else { "" }
+        );
+        let mut vm = Vm::start(&VmSpec {
+            name: name.clone(),
+            log_dir: env.logs.clone(),
+            drives,
+            memory_mib,
+        })?;
+        let at = vm.login(boot_timeout())?;
+        timing(&format!("{name}: QEMU start to shell"), at);
+        Ok(vm)
+    }
+
+    /// `systemctl poweroff` (or `reboot`), timed.
+    pub fn shutdown(&mut self, vm: Vm, verb: &str) -> Result<()> {
+        let name = vm.name().to_owned();
+        let up = vm.uptime();
+        let took = vm.shutdown(verb, Duration::from_secs(180))?;
+        timing(&format!("{name}: {verb} took"), took);
+        timing(
+            &format!("{name}: whole boot, QEMU start to exit"),
+            up + took,
+        );
+        Ok(())
+    }
+}
+
+/// Run one boot test: serialized (boots share 2 cores), with every error
+/// turned into a panic that carries the console's tail and the log paths.
+pub fn e2e(name: &str, body: impl FnOnce(&mut Ctx) -> Result<()>) {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "the boot tests install to loop devices and must run as root"
+    );
+    assert!(
+        Path::new(vm::OVMF).exists(),
+        "OVMF ({}) missing: run tests/e2e/setup-host.sh",
+        vm::OVMF
+    );
+    let env = env();
+    let t0 = Instant::now();
+    let mut ctx = Ctx {
+        name: name.into(),
+        last_log: None,
+    };
+    let result = body(&mut ctx);
+    timing(&format!("{name}: test total"), t0.elapsed());
+    if let Err(e) = result {
+        let mut msg = format!("{name} failed: {e:#}\n");
+        if let Some(log) = &ctx.last_log {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();
+            msg += &format!(
+                "\n--- last 60 lines of the console ({}) ---\n{}\n--- end of console ---\n",
+                log.display(),
+                vm::tail_text(&text, 60)
+            );
+        }
+        msg += &format!("logs: {}", env.logs.display());
+        panic!("{msg}");
+    }
+}

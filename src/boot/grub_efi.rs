@@ -83,16 +83,7 @@ pub fn build_standalone(tools: &dyn Tools, esp_uuid: &str, output: &Path) -> Res
     let tool = find_tool(tools)?;
     check_module_dir(tools)?;
 
-    let (scratch, tool_scratch) = tools.scratch();
-    let work = tempfile::Builder::new()
-        .prefix("cbootc-grub-efi-")
-        .tempdir_in(scratch)
-        .with_context(|| format!("creating a work directory in {}", scratch.display()))?;
-    let name = work
-        .path()
-        .file_name()
-        .context("work directory has no name")?;
-    let tool_work = tool_scratch.join(name);
+    let (work, tool_work) = crate::util::command::work_dir(tools, "grub-efi")?;
 
     let config = work.path().join("embedded.cfg");
     std::fs::write(&config, grub_cfg::render_embedded(esp_uuid))

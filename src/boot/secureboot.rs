@@ -46,8 +46,7 @@
 //! `WIN_CERT_TYPE_PKCS_SIGNED_DATA` certificate.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
 use openssl::asn1::{Asn1Integer, Asn1Time};
@@ -335,24 +334,6 @@ impl EfiSigner for Signer<'_> {
     }
 }
 
-/// A private work directory (mode 0700) in the tools' scratch space, and
-/// the same directory as the tools see it.
-fn work_dir(tools: &dyn Tools, what: &str) -> Result<(tempfile::TempDir, PathBuf)> {
-    let (scratch, tool_scratch) = tools.scratch();
-    let work = tempfile::Builder::new()
-        .prefix(&format!("cbootc-{what}-"))
-        .tempdir_in(scratch)
-        .with_context(|| format!("creating a work directory in {}", scratch.display()))?;
-    fs::set_permissions(work.path(), fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("restricting {}", work.path().display()))?;
-    let name = work
-        .path()
-        .file_name()
-        .context("work directory has no name")?;
-    let tool_work = tool_scratch.join(name);
-    Ok((work, tool_work))
-}
-
 /// Sign the EFI binary `input` into `output` with `sbsign` from `tools`,
 /// verify the result (`sbverify --cert`, one Authenticode signature, still
 /// an x86-64 EFI application), and write it atomically. `input` and
@@ -368,7 +349,7 @@ pub fn sign(tools: &dyn Tools, keys: &KeyPair, input: &Path, output: &Path) -> R
         input.display()
     );
 
-    let (work, tool_work) = work_dir(tools, "sign")?;
+    let (work, tool_work) = crate::util::command::work_dir(tools, "sign")?;
     atomic::write_file_mode(&work.path().join("key.pem"), &keys.key_pem()?, 0o600)?;
     fs::write(work.path().join("cert.pem"), keys.cert_pem()?).context("writing the certificate")?;
     fs::write(work.path().join("in.efi"), &data).context("copying the input")?;
@@ -407,7 +388,7 @@ pub fn sign(tools: &dyn Tools, keys: &KeyPair, input: &Path, output: &Path) -> R
 /// Check that `file` (cbootc's view) carries a valid Authenticode signature
 /// by `cert_pem`'s key, with `sbverify` from `tools`.
 pub fn verify(tools: &dyn Tools, cert_pem: &[u8], file: &Path) -> Result<()> {
-    let (work, tool_work) = work_dir(tools, "verify")?;
+    let (work, tool_work) = crate::util::command::work_dir(tools, "verify")?;
     fs::write(work.path().join("cert.pem"), cert_pem).context("writing the certificate")?;
     fs::copy(file, work.path().join("file.efi"))
         .with_context(|| format!("copying {}", file.display()))?;
@@ -438,6 +419,7 @@ fn sbverify(tools: &dyn Tools, tool_cert: &Path, tool_file: &Path) -> Result<()>
 mod tests {
     use super::*;
     use crate::util::command::{HostTools, run};
+    use std::os::unix::fs::PermissionsExt;
 
     fn have_sbsigntool() {
         assert!(

@@ -104,16 +104,7 @@ pub fn build(tools: &dyn Tools, input: &UkiInput, output: &Path) -> Result<()> {
     let initramfs = fs::read(input.initramfs)
         .with_context(|| format!("reading {}", input.initramfs.display()))?;
 
-    let (scratch, tool_scratch) = tools.scratch();
-    let work = tempfile::Builder::new()
-        .prefix("cbootc-uki-")
-        .tempdir_in(scratch)
-        .with_context(|| format!("creating a work directory in {}", scratch.display()))?;
-    let name = work
-        .path()
-        .file_name()
-        .context("work directory has no name")?;
-    let tool_work = tool_scratch.join(name);
+    let (work, tool_work) = crate::util::command::work_dir(tools, "uki")?;
     let put = |file: &str, data: &[u8]| {
         let p = work.path().join(file);
         fs::write(&p, data).with_context(|| format!("writing {}", p.display()))

@@ -148,6 +148,18 @@ impl Record {
         atomic::write_file(path, &data)
     }
 
+    /// Put deployment `id` first in the boot order; false if absent.
+    pub fn move_to_front(&mut self, id: &str) -> bool {
+        match self.deployments.iter().position(|d| d.id == id) {
+            Some(pos) => {
+                let d = self.deployments.remove(pos);
+                self.deployments.insert(0, d);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The deployment with boot image id `id`.
     pub fn find(&self, id: &str) -> Option<&Deployment> {
         self.deployments.iter().find(|d| d.id == id)

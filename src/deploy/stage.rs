@@ -137,14 +137,7 @@ pub fn stage(
     // The switch: the record, then the menu.
     let entry = crate::deploy::record::Deployment::from_image(image);
     host.record.deployments.retain(|d| d.id != id);
-    let booted_pos = host
-        .record
-        .deployments
-        .iter()
-        .position(|d| d.id == host.booted)
-        .expect("Host::open checks the booted deployment is recorded");
-    let booted = host.record.deployments.remove(booted_pos);
-    host.record.deployments.insert(0, booted);
+    host.record.move_to_front(&host.booted);
     host.record.deployments.insert(0, entry);
     host.record.save(&host.state.record())?;
     menu::write_menu(&host.record, host.esp())?;

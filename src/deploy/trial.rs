@@ -100,14 +100,7 @@ pub fn boot_complete(host: &mut Host) -> Result<Trial> {
     };
     let mut failed = host.record.deployments.remove(pos);
     failed.boot_failed = true;
-    let booted_pos = host
-        .record
-        .deployments
-        .iter()
-        .position(|d| d.id == host.booted)
-        .expect("Host::open checks the booted deployment is recorded");
-    let booted = host.record.deployments.remove(booted_pos);
-    host.record.deployments.insert(0, booted);
+    host.record.move_to_front(&host.booted);
     host.record.deployments.insert(1, failed);
     host.record.save(&host.state.record())?;
     menu::write_menu(&host.record, host.esp())?;

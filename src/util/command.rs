@@ -62,6 +62,25 @@ pub trait Tools {
     fn scratch(&self) -> (&std::path::Path, &std::path::Path);
 }
 
+/// A private (0700) work directory in `tools`' scratch space, removed when
+/// dropped, and the same directory as the tools see it.
+pub fn work_dir(tools: &dyn Tools, what: &str) -> Result<(tempfile::TempDir, std::path::PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let (scratch, tool_scratch) = tools.scratch();
+    let work = tempfile::Builder::new()
+        .prefix(&format!("cbootc-{what}-"))
+        .tempdir_in(scratch)
+        .with_context(|| format!("creating a work directory in {}", scratch.display()))?;
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {}", work.path().display()))?;
+    let name = work
+        .path()
+        .file_name()
+        .context("work directory has no name")?;
+    let tool_work = tool_scratch.join(name);
+    Ok((work, tool_work))
+}
+
 /// The tools of the system cbootc itself runs on.
 #[derive(Debug)]
 pub struct HostTools {

@@ -203,3 +203,8 @@ fn install_ext4() {
 fn install_xfs() {
     install_and_check("xfs");
 }
+
+#[test]
+fn install_btrfs() {
+    install_and_check("btrfs");
+}

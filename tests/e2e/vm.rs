@@ -69,7 +69,7 @@ pub fn accel() -> &'static Accel {
             _ => match probe_kvm() {
                 Ok(()) => KVM,
                 Err(why) => {
-                    eprintln!("e2e: using TCG: {why}");
+                    eprintln!("vm: using TCG: {why}");
                     TCG
                 }
             },

@@ -75,7 +75,7 @@ pub fn accel() -> &'static Accel {
             },
         };
         eprintln!(
-            "e2e: QEMU accelerator {} (-cpu {})",
+            "vm: QEMU accelerator {} (-cpu {})",
             choice.accel, choice.cpu
         );
         choice

@@ -52,6 +52,5 @@ log "booting $WORK/disk.raw in QEMU (headless; about 1-2 min without KVM)"
 "$REPO/target/release/examples/vm-run" "$WORK/disk.raw" --logs "$WORK" -- \
     'cbootc status 2>/dev/null || { echo "(no cbootc status yet; the root mount and kernel command line instead)"; findmnt /; cat /proc/cmdline; }' \
     'findmnt -n -o SOURCE,FSTYPE,OPTIONS /' \
-    'findmnt --list -o TARGET,SOURCE,FSTYPE -t overlay,ext4,xfs,btrfs,vfat' \
-    'ls /sysroot/composefs/images'
+    'findmnt --list -o TARGET,SOURCE,FSTYPE -t overlay,ext4,xfs,btrfs,vfat'
 log "done: the disk is $WORK/disk.raw (unchanged: the VM wrote to an overlay); console log in $WORK"

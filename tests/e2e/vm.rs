@@ -69,13 +69,13 @@ pub fn accel() -> &'static Accel {
             _ => match probe_kvm() {
                 Ok(()) => KVM,
                 Err(why) => {
-                    eprintln!("e2e: using TCG: {why}");
+                    eprintln!("vm: using TCG: {why}");
                     TCG
                 }
             },
         };
         eprintln!(
-            "e2e: QEMU accelerator {} (-cpu {})",
+            "vm: QEMU accelerator {} (-cpu {})",
             choice.accel, choice.cpu
         );
         choice

@@ -114,3 +114,49 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
+
+/// Enable fs-verity on every object in the repository at `path` that lacks
+/// it, if this filesystem and kernel can. Returns how many were enabled.
+///
+/// Why: in a repository where verity is optional, composefs still enables
+/// verity on files it writes where it can, and it mounts an image *whose
+/// image file has verity* with overlayfs `verity=require` (composefs 0.9.4
+/// `Repository::mount_with_options`). A system installed from a kernel
+/// without fs-verity has objects without it; the first upgrade pulled by a
+/// kernel with fs-verity writes a new image file with verity that shares
+/// those objects, and the kernel then refuses them at boot ("lower file has
+/// no fs-verity digest"). Giving every object verity makes such an image
+/// bootable and the whole repository verifiable from then on.
+pub fn enable_verity_everywhere(path: &Path) -> Result<u64> {
+    let objects = path.join("objects");
+    if !verity_works_in(&objects)? {
+        return Ok(0);
+    }
+    let mut enabled = 0;
+    for dir in
+        std::fs::read_dir(&objects).with_context(|| format!("reading {}", objects.display()))?
+    {
+        let dir = dir?;
+        if !dir.file_type()?.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(dir.path())? {
+            let file = file?;
+            if !file.file_type()?.is_file() || file.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let f = std::fs::File::open(file.path())
+                .with_context(|| format!("opening {}", file.path().display()))?;
+            match composefs::fsverity::enable_verity_raw::<ObjectId>(&f) {
+                Ok(()) => enabled += 1,
+                Err(EnableVerityError::AlreadyEnabled) => {}
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)).with_context(|| {
+                        format!("enabling fs-verity on {}", file.path().display())
+                    });
+                }
+            }
+        }
+    }
+    Ok(enabled)
+}

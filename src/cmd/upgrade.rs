@@ -104,6 +104,12 @@ fn pull_and_stage(host: &mut Host, imgref: &ImageRef, known: Known) -> Result<St
     let repo = repo::open(&host.state.repo())?;
     tracing::info!("pulling {imgref}");
     let image = import::import(&repo, imgref)?;
+    if host.record.verity == cbootc::deploy::record::Verity::Optional {
+        let n = repo::enable_verity_everywhere(&host.state.repo())?;
+        if n > 0 {
+            tracing::info!("enabled fs-verity on {n} repository objects that lacked it");
+        }
+    }
     let result = stage::stage(host, &repo, &image, known)?;
     match &result {
         Staged::AlreadyBooted => println!("No update: {imgref} is the booted deployment."),

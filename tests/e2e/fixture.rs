@@ -430,6 +430,7 @@ impl Ctx {
     }
 
     /// [`Ctx::boot`] with more QEMU arguments (e.g. [`vm::user_net`]).
+    #[allow(dead_code)] // for lifecycle.rs, not yet in the suite
     pub fn boot_with(
         &mut self,
         boot: &str,

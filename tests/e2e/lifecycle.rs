@@ -10,7 +10,8 @@
 //! STATUS: not yet in the suite (no `mod lifecycle;` in main.rs). Its last
 //! run (2026-11-22) passed boot 1 and the switch, then boot 2 (v2) froze in
 //! the initramfs: "overlayfs: lower file '…' has no fs-verity digest",
-//! "Failed to execute /sbin/init". Cause: the install (on a host kernel
+//! "Failed to execute /sbin/init". Probable cause (from that message and
+//! composefs 0.9.4's code; not confirmed by reading fs-verity flags): the install (on a host kernel
 //! without fs-verity) is verity-optional, so no object has fs-verity; in
 //! the guest, whose kernel has it, the pull enabled fs-verity on the new
 //! image file `images/<v2>` (composefs-rs does so even in an insecure

@@ -426,6 +426,20 @@ impl Ctx {
         extra: Vec<Drive>,
         memory_mib: u32,
     ) -> Result<Vm> {
+        self.boot_with(boot, disk, fresh_overlay, extra, memory_mib, &[])
+    }
+
+    /// [`Ctx::boot`] with more QEMU arguments (e.g. [`vm::user_net`]).
+    #[allow(dead_code)] // for lifecycle.rs, not yet in the suite
+    pub fn boot_with(
+        &mut self,
+        boot: &str,
+        disk: &Path,
+        fresh_overlay: bool,
+        extra: Vec<Drive>,
+        memory_mib: u32,
+        qemu_args: &[String],
+    ) -> Result<Vm> {
         let env = env();
         let stem = disk.file_stem().unwrap().to_string_lossy();
         let overlay = env
@@ -446,12 +460,15 @@ impl Ctx {
             drives.len(),
             if drives.len() > 1 { "s" } else { "" }
         );
-        let mut vm = Vm::start(&VmSpec {
-            name: name.clone(),
-            log_dir: env.logs.clone(),
-            drives,
-            memory_mib,
-        })?;
+        let mut vm = Vm::start_with(
+            &VmSpec {
+                name: name.clone(),
+                log_dir: env.logs.clone(),
+                drives,
+                memory_mib,
+            },
+            qemu_args,
+        )?;
         let at = vm.login(boot_timeout())?;
         timing(&format!("{name}: QEMU start to shell"), at);
         Ok(vm)

@@ -177,6 +177,21 @@ impl Drive {
     }
 }
 
+/// QEMU arguments for one virtio NIC on user-mode networking (slirp): DHCP
+/// gives the guest 10.0.2.15, and 10.0.2.2 is the host's loopback, so a
+/// server the test starts on 127.0.0.1 is reachable from the guest. No
+/// option ROM (OVMF must not try to boot from the network). Not
+/// `restrict=on`, which would cut off 10.0.2.2 too: the tests only ever
+/// connect to 10.0.2.2.
+pub fn user_net() -> Vec<String> {
+    vec![
+        "-netdev".into(),
+        "user,id=net0".into(),
+        "-device".into(),
+        "virtio-net-pci,netdev=net0,romfile=".into(),
+    ]
+}
+
 /// Create a qcow2 overlay on `base` (raw) so the installed disk stays
 /// pristine; the overlay is what the VM writes.
 pub fn overlay(base: &Path, overlay: &Path) -> Result<()> {
@@ -240,6 +255,12 @@ pub struct Vm {
 impl Vm {
     /// Start QEMU. Returns as soon as the process runs.
     pub fn start(spec: &VmSpec) -> Result<Vm> {
+        Self::start_with(spec, &[])
+    }
+
+    /// [`Vm::start`] with more QEMU arguments after the drives (e.g.
+    /// [`user_net`]).
+    pub fn start_with(spec: &VmSpec, extra_args: &[String]) -> Result<Vm> {
         let accel = accel();
         std::fs::create_dir_all(&spec.log_dir)?;
         let log = spec.log_dir.join(format!("{}.log", spec.name));
@@ -266,6 +287,7 @@ impl Vm {
                 d.serial
             ));
         }
+        cmd.args(extra_args);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -1,0 +1,485 @@
+//! The in-system lifecycle, by real reboots: install v1 (GRUB, ext4), boot
+//! it, `cbootc switch` to v2 in a registry on the host, reboot into v2 (a
+//! trial boot, confirmed), `cbootc rollback`, reboot into v1.
+//!
+//! The registry (the distribution registry on 127.0.0.1, behind a
+//! byte-counting proxy) is reached by the guest as 10.0.2.2 through QEMU's
+//! user-mode network; `/etc/containers/registries.conf` in the guest marks
+//! it insecure (plain http).
+//!
+//! STATUS: not yet in the suite (no `mod lifecycle;` in main.rs). Its last
+//! run (2026-11-22) passed boot 1 and the switch, then boot 2 (v2) froze in
+//! the initramfs: "overlayfs: lower file '…' has no fs-verity digest",
+//! "Failed to execute /sbin/init". Probable cause (from that message and
+//! composefs 0.9.4's code; not confirmed by reading fs-verity flags): the install (on a host kernel
+//! without fs-verity) is verity-optional, so no object has fs-verity; in
+//! the guest, whose kernel has it, the pull enabled fs-verity on the new
+//! image file `images/<v2>` (composefs-rs does so even in an insecure
+//! repository when it can), and composefs-rs mounts an image that has
+//! fs-verity with overlayfs `verity=require` (composefs 0.9.4
+//! `Repository::mount_with_options`), which refuses the old objects. Wire
+//! the test in (`mod lifecycle;`) once cbootc stages a bootable image there.
+//! The frozen PID 1 also never restarts the machine, so the trial boot's
+//! automatic fallback cannot help without a watchdog.
+//!
+//! Also seen: `systemctl is-enabled cbootc-update.timer` says "disabled"
+//! although the timer runs: the image enables it with a
+//! /usr/lib/systemd/system/timers.target.wants link, which systemctl does
+//! not count; the test checks the link and that the timer is active.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+
+use crate::checks::{self, Expect};
+use crate::common;
+use crate::common::registry::{CountingProxy, RegistryServer};
+use crate::fixture::{self, Ctx, KARGS, e2e, image, timing};
+use crate::vm::{self, Vm};
+
+/// The repository name in the test registry.
+const REPO: &str = "cbootc-test";
+
+/// v2 of the test image (`build-debian.sh --variant v2`: v1 + one layer
+/// with /usr/lib/cbootc-test-version = v2), tagged `e2e-v2` in the same
+/// layout as v1. Returns `(oci:LAYOUT:e2e-v2, expected composefs id)`.
+fn image_v2() -> Result<(String, String)> {
+    let env = fixture::env();
+    let img = image()?;
+    let tag = "e2e-v2";
+    let script = env.repo.join("tests/images/build-debian.sh");
+    let t0 = Instant::now();
+    let out = fixture::host(
+        "image-build-v2.log",
+        Duration::from_secs(2400),
+        script.to_str().unwrap(),
+        &[
+            "--cbootc",
+            env.cbootc.to_str().unwrap(),
+            "--out",
+            img.layout.to_str().unwrap(),
+            "--variant",
+            "v2",
+            "--tag",
+            tag,
+        ],
+        &[],
+    )?;
+    timing("image build v2 (build-debian.sh --variant v2)", t0.elapsed());
+    let imgref = out.lines().last().unwrap_or_default().trim().to_owned();
+    let want = format!("oci:{}:{tag}", img.layout.display());
+    ensure!(
+        imgref == want,
+        "build-debian.sh printed {imgref:?}, expected {want:?}"
+    );
+    let id = common::independent_boot_id(&imgref);
+    ensure!(id != img.id, "v2 has the same composefs id as v1 ({id})");
+    eprintln!("e2e: image {imgref}, composefs id {id}");
+    Ok((imgref, id))
+}
+
+/// `cbootc status --json`, parsed.
+fn status(vm: &mut Vm) -> Result<serde_json::Value> {
+    let out = vm.ok("cbootc status --json 2>/dev/null")?;
+    serde_json::from_str(out.trim()).with_context(|| format!("cbootc status --json: {out}"))
+}
+
+/// The composefs id of `status.<which>`, or None when it is null.
+fn status_id(st: &serde_json::Value, which: &str) -> Option<String> {
+    let e = &st["status"][which];
+    if e.is_null() {
+        return None;
+    }
+    e["composefs"]["verity"].as_str().map(str::to_owned)
+}
+
+/// `booted`, `staged`, `rollback` of `cbootc status --json` must be these
+/// ids (None: null).
+fn expect_status(
+    vm: &mut Vm,
+    when: &str,
+    booted: &str,
+    staged: Option<&str>,
+    rollback: Option<&str>,
+) -> Result<serde_json::Value> {
+    let st = status(vm)?;
+    let got = (
+        status_id(&st, "booted"),
+        status_id(&st, "staged"),
+        status_id(&st, "rollback"),
+    );
+    let want = (
+        Some(booted.to_owned()),
+        staged.map(str::to_owned),
+        rollback.map(str::to_owned),
+    );
+    ensure!(
+        got == want,
+        "{when}: cbootc status --json has (booted, staged, rollback) = {got:?}, expected {want:?}:\n{st:#}"
+    );
+    Ok(st)
+}
+
+/// Run a cbootc command with its stdout and stderr (not a terminal: log
+/// lines, no progress bars) collected in a file, and return rc + output.
+fn cbootc(vm: &mut Vm, args: &str, timeout: Duration) -> Result<vm::Output> {
+    vm.run_timeout(
+        &format!(
+            "(cbootc {args} >/tmp/cbootc.out 2>&1; rc=$?; cat /tmp/cbootc.out; exit $rc)"
+        ),
+        timeout,
+    )
+}
+
+fn cbootc_ok(vm: &mut Vm, args: &str, timeout: Duration) -> Result<String> {
+    let out = cbootc(vm, args, timeout)?;
+    ensure!(
+        out.rc == 0,
+        "`cbootc {args}` exited {} in the guest:\n{}",
+        out.rc,
+        out.text
+    );
+    eprintln!("e2e: cbootc {args}:\n{}", out.text.trim_end());
+    Ok(out.text)
+}
+
+/// The network is up and the registry answers from the guest.
+fn wait_for_registry(vm: &mut Vm, port: u16) -> Result<()> {
+    vm.ok_timeout(
+        &format!(
+            "for i in $(seq 120); do timeout 5 bash -c 'exec 3<>/dev/tcp/10.0.2.2/{port}' 2>/dev/null && break; sleep 1; done; timeout 5 bash -c 'exec 3<>/dev/tcp/10.0.2.2/{port}'"
+        ),
+        Duration::from_secs(240),
+    )
+    .context("the guest cannot reach the registry at 10.0.2.2 (user-mode network, DHCP)")?;
+    Ok(())
+}
+
+/// Exactly the contents `want` in `file` in the guest.
+fn expect_file(vm: &mut Vm, when: &str, file: &str, want: &str) -> Result<()> {
+    let got = vm.run(&format!("cat {file}"))?;
+    ensure!(
+        got.rc == 0 && got.text.trim() == want,
+        "{when}: {file} is {:?} (exit {}), expected {want:?}",
+        got.text.trim(),
+        got.rc
+    );
+    Ok(())
+}
+
+/// GRUB/ext4: install v1, switch to v2 from a registry, reboot into v2,
+/// roll back, reboot into v1; /etc edits before and after the switch, /var,
+/// the trial boot, the update service and `upgrade`'s "No update" on the way.
+#[test]
+#[ignore = "boots QEMU; run as root: cargo test --test e2e -- --ignored"]
+fn lifecycle_switch_reboot_rollback() {
+    e2e("lifecycle", |ctx: &mut Ctx| {
+        let img = image()?;
+        let (_, v2_id) = image_v2()?;
+        let v1_id = img.id.clone();
+
+        let registry = RegistryServer::start(None);
+        let t0 = Instant::now();
+        registry.push(&img.layout, "e2e-v2", &format!("{REPO}:v2"), None, false);
+        timing("lifecycle: skopeo push v2 to the registry", t0.elapsed());
+        // The guest pulls through a counting proxy: bytes of the v2 pull.
+        let proxy = CountingProxy::start(&registry.addr());
+        let port = proxy.port;
+        let v2_remote = format!("docker://10.0.2.2:{port}/{REPO}:v2");
+        eprintln!("e2e: registry {} (guest: {v2_remote})", registry.addr());
+
+        let inst = fixture::ext4_install()?;
+        let net = vm::user_net();
+        let verity = crate::host_verity();
+
+        // --- boot 1: v1, as installed.
+        let mut vm = ctx.boot_with("boot1-v1", &inst.disk, true, vec![], 2048, &net)?;
+        checks::deployment(
+            &mut vm,
+            &Expect {
+                fs: "ext4",
+                verity,
+                tracked: &img.imgref,
+                id: &v1_id,
+            },
+        )?;
+        expect_status(&mut vm, "boot 1 (v1)", &v1_id, None, None)?;
+        // The image enables its units with /usr/lib/systemd/system/*.wants
+        // links (DESIGN.md "Units"), which `systemctl is-enabled` reports as
+        // "disabled" (it counts /etc links only): check that the timer
+        // and the finalize service were started by the boot instead.
+        let enabled = vm.run("systemctl is-enabled cbootc-update.timer")?;
+        eprintln!(
+            "e2e: systemctl is-enabled cbootc-update.timer: {}",
+            enabled.text.trim()
+        );
+        vm.ok("test -L /usr/lib/systemd/system/timers.target.wants/cbootc-update.timer")
+            .context("the image does not enable cbootc-update.timer")?;
+        vm.ok("systemctl is-active cbootc-update.timer cbootc-finalize.service")
+            .context("the update timer or the finalize service is not active")?;
+        vm.ok(&format!(
+            "mkdir -p /etc/containers && printf '[[registry]]\\nlocation = \"10.0.2.2:{port}\"\\ninsecure = true\\n' > /etc/containers/registries.conf && cat /etc/containers/registries.conf"
+        ))?;
+        let token = uuid::Uuid::new_v4().to_string();
+        vm.ok(&format!(
+            "echo before > /etc/cbootc-e2e-before && echo {token} > /var/lib/cbootc-e2e-life && sync"
+        ))?;
+        wait_for_registry(&mut vm, port)?;
+
+        proxy.take();
+        let t0 = Instant::now();
+        let out = cbootc_ok(&mut vm, &format!("switch {v2_remote}"), Duration::from_secs(1200))?;
+        let took = t0.elapsed();
+        timing("lifecycle: cbootc switch (pull v2 + stage) in the guest", took);
+        let pulled = proxy.take();
+        eprintln!(
+            "e2e: the v2 pull: {} bytes from the registry in {} requests, {:.1} s for the whole switch",
+            pulled.bytes_to_client,
+            pulled.requests.len(),
+            took.as_secs_f64()
+        );
+        for r in &pulled.requests {
+            eprintln!("e2e:   {r}");
+        }
+        ensure!(
+            out.contains(&format!("Staged {}", &v2_id[..12])),
+            "cbootc switch did not stage {}:\n{out}",
+            &v2_id[..12]
+        );
+        // Staged v2; no rollback yet (the only other deployment is v2).
+        expect_status(&mut vm, "after the switch", &v1_id, Some(&v2_id), None)?;
+        let st = status(&mut vm)?;
+        ensure!(
+            st["spec"]["image"]["image"] == format!("10.0.2.2:{port}/{REPO}:v2")
+                && st["spec"]["image"]["transport"] == "registry",
+            "after the switch spec.image is {}",
+            st["spec"]["image"]
+        );
+        // An /etc edit after the switch: carried to v2 at shutdown.
+        vm.ok("echo after > /etc/cbootc-e2e-after && sync")?;
+        ctx.shutdown(vm, "reboot")?;
+
+        // --- boot 2: v2 (a trial boot).
+        let mut vm = ctx.boot_with("boot2-v2", &inst.disk, false, vec![], 2048, &net)?;
+        checks::system_running(&mut vm)?;
+        booted_among(
+            &mut vm,
+            &Expect {
+                fs: "ext4",
+                verity,
+                tracked: &v2_remote,
+                id: &v2_id,
+            },
+            &[&v2_id, &v1_id],
+            "v2",
+        )?;
+        expect_file(&mut vm, "boot 2 (v2)", "/etc/cbootc-e2e-before", "before")?;
+        expect_file(&mut vm, "boot 2 (v2)", "/etc/cbootc-e2e-after", "after")?;
+        expect_file(&mut vm, "boot 2 (v2)", "/var/lib/cbootc-e2e-life", &token)?;
+        vm.ok(&format!("grep -q 10.0.2.2:{port} /etc/containers/registries.conf"))
+            .context("registries.conf did not reach v2")?;
+        expect_status(&mut vm, "boot 2 (v2)", &v2_id, None, Some(&v1_id))?;
+        // The trial boot was confirmed.
+        let complete = vm.ok(
+            "systemctl show -p Result -p ExecMainStatus -p ActiveState cbootc-boot-complete.service",
+        )?;
+        ensure!(
+            complete.contains("Result=success") && complete.contains("ExecMainStatus=0"),
+            "cbootc-boot-complete.service: {complete}"
+        );
+        let journal = vm.ok("journalctl -b -u cbootc-boot-complete.service --no-pager -o cat")?;
+        ensure!(
+            journal.contains(&format!("deployment {} booted: confirmed", &v2_id[..12])),
+            "cbootc-boot-complete.service did not confirm the trial boot:\n{journal}"
+        );
+        let env = vm.ok("grub-editenv /boot/grub/grubenv list")?;
+        ensure!(
+            !env.contains("cbootc_trial") && !env.contains("cbootc_tries"),
+            "the trial variables are still in grubenv after boot-complete:\n{env}"
+        );
+        // The daily update: the tracked reference is still v2.
+        let t0 = Instant::now();
+        vm.ok_timeout(
+            "systemctl start cbootc-update.service",
+            Duration::from_secs(900),
+        )
+        .context("cbootc-update.service failed")?;
+        timing("lifecycle: cbootc-update.service (no update)", t0.elapsed());
+        let journal = vm.ok("journalctl -b -u cbootc-update.service --no-pager -o cat")?;
+        ensure!(
+            journal.contains("No update"),
+            "cbootc-update.service did not say No update:\n{journal}"
+        );
+        expect_status(&mut vm, "boot 2 after the update service", &v2_id, None, Some(&v1_id))?;
+
+        let out = cbootc_ok(&mut vm, "rollback", Duration::from_secs(300))?;
+        ensure!(
+            out.contains(&format!("{} (", &v1_id[..12])) && out.contains("is now the default"),
+            "cbootc rollback: {out}"
+        );
+        let st = status(&mut vm)?;
+        ensure!(
+            st["status"]["rollbackQueued"] == true && status_id(&st, "rollback").as_deref() == Some(v1_id.as_str()),
+            "after cbootc rollback: {st:#}"
+        );
+        ctx.shutdown(vm, "reboot")?;
+
+        // --- boot 3: v1 again.
+        let mut vm = ctx.boot_with("boot3-v1", &inst.disk, false, vec![], 2048, &net)?;
+        checks::system_running(&mut vm)?;
+        booted_among(
+            &mut vm,
+            &Expect {
+                fs: "ext4",
+                verity,
+                tracked: &v2_remote,
+                id: &v1_id,
+            },
+            &[&v1_id, &v2_id],
+            "v1",
+        )?;
+        expect_file(&mut vm, "boot 3 (v1)", "/var/lib/cbootc-e2e-life", &token)?;
+        expect_file(&mut vm, "boot 3 (v1)", "/etc/cbootc-e2e-before", "before")?;
+        expect_status(&mut vm, "boot 3 (v1)", &v1_id, None, Some(&v2_id))?;
+        wait_for_registry(&mut vm, port)?;
+        let out = cbootc_ok(&mut vm, "upgrade", Duration::from_secs(900))?;
+        ensure!(out.contains("No update"), "cbootc upgrade on v1: {out}");
+        expect_status(&mut vm, "boot 3 after upgrade", &v1_id, None, Some(&v2_id))?;
+        ctx.shutdown(vm, "poweroff")?;
+        drop(proxy);
+        drop(registry);
+        Ok(())
+    });
+}
+
+/// The checks of a boot after upgrades, switches or rollbacks, when the
+/// system holds several deployments: `order` is the record's boot order
+/// (ids), each with its BLS entry; the booted one is `exp.id`, its image's
+/// /usr/lib/cbootc-test-version says `version`. Checks the kernel command
+/// line (that deployment's id and entry, the kargs), `/` (its composefs
+/// image, read-only), `/sysroot`, `/etc` (its own upper dir), `/var` (the
+/// shared one), the record and the tracked reference. Expects
+/// [`checks::system_running`] to have been checked.
+pub fn booted_among(vm: &mut Vm, exp: &Expect, order: &[&str], version: &str) -> Result<()> {
+    let id = exp.id;
+    let cmdline = one_line(&vm.ok("cat /proc/cmdline")?);
+    let args: Vec<&str> = cmdline.split_whitespace().collect();
+    let want_digest = format!(
+        "composefs.digest={}v1-sha512-12:{id}",
+        if exp.verity { "" } else { "?" }
+    );
+    ensure!(
+        args.contains(&want_digest.as_str()),
+        "the kernel did not boot {want_digest}: {cmdline}"
+    );
+    for k in KARGS {
+        ensure!(
+            args.contains(k),
+            "--karg {k} missing from /proc/cmdline: {cmdline}"
+        );
+    }
+
+    // One BLS entry per deployment, the booted one exactly the command line.
+    let entries = vm.ok("ls /boot/loader/entries")?;
+    let mut got: Vec<&str> = entries.split_whitespace().collect();
+    got.sort_unstable();
+    let mut want: Vec<String> = order.iter().map(|d| format!("cbootc-{d}.conf")).collect();
+    want.sort_unstable();
+    ensure!(
+        got == want,
+        "/boot/loader/entries has {got:?}, expected {want:?}"
+    );
+    let bls = vm.ok(&format!("cat /boot/loader/entries/cbootc-{id}.conf"))?;
+    let bls: BTreeMap<&str, &str> = bls
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    let linux = format!("/cbootc/{id}/vmlinuz");
+    ensure!(
+        bls.get("linux") == Some(&linux.as_str()),
+        "BLS linux: {bls:?}"
+    );
+    let options = bls.get("options").context("BLS entry without options")?;
+    ensure!(
+        cmdline == format!("BOOT_IMAGE={linux} {options}"),
+        "the kernel command line is not the BLS entry's:\n  /proc/cmdline: {cmdline}\n  BLS options:   {options}"
+    );
+    for d in order {
+        vm.ok(&format!(
+            "test -s /boot/cbootc/{d}/vmlinuz && test -s /boot/cbootc/{d}/initramfs.img"
+        ))
+        .with_context(|| format!("the kernel and initramfs of {d} are not on the ESP"))?;
+    }
+
+    // / is the booted deployment's composefs image, read-only.
+    let root = vm.ok("findmnt -n -o SOURCE,FSTYPE,OPTIONS /")?;
+    let root: Vec<&str> = root.split_whitespace().collect();
+    ensure!(
+        root.len() == 3
+            && root[0] == format!("composefs:{id}")
+            && root[1] == "overlay"
+            && root[2].starts_with("ro,"),
+        "/ is {root:?}, expected a read-only overlay composefs:{id}"
+    );
+    let sysroot_fs = one_line(&vm.ok("findmnt -n -o FSTYPE /sysroot")?);
+    ensure!(sysroot_fs == exp.fs, "/sysroot is {sysroot_fs}");
+    for d in order {
+        let digest = vm.ok(&format!(
+            "fsverity digest --hash-alg=sha512 --block-size=4096 /sysroot/composefs/images/{d}"
+        ))?;
+        ensure!(
+            digest.split_whitespace().next() == Some(&format!("sha512:{d}")),
+            "the fs-verity digest of images/{d} is {digest}"
+        );
+    }
+
+    // The record: these deployments in this boot order.
+    let record: serde_json::Value =
+        serde_json::from_str(&vm.ok("cat /sysroot/state/cbootc/deployments.json")?)
+            .context("deployments.json")?;
+    let ids: Vec<&str> = record["deployments"]
+        .as_array()
+        .context("deployments.json without deployments")?
+        .iter()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    ensure!(
+        ids == order,
+        "deployments.json boot order {ids:?}, expected {order:?}"
+    );
+    let config = vm.ok("cat /var/lib/cbootc/config.toml")?;
+    ensure!(
+        config.contains(&format!("ref = \"{}\"", exp.tracked)),
+        "config.toml does not track {}:\n{config}",
+        exp.tracked
+    );
+
+    // /etc: this deployment's overlay; /var: the shared one.
+    let etc_fs = one_line(&vm.ok("findmnt -n -o FSTYPE /etc")?);
+    ensure!(etc_fs == "overlay", "/etc is {etc_fs}");
+    let probe = uuid::Uuid::new_v4().to_string();
+    vm.ok(&format!("echo {probe} > /etc/cbootc-e2e-probe"))
+        .context("/etc is not writable")?;
+    let upper = one_line(&vm.ok(&format!(
+        "cat /sysroot/state/deploy/{id}/etc/upper/cbootc-e2e-probe && rm /etc/cbootc-e2e-probe"
+    ))?);
+    ensure!(
+        upper == probe,
+        "/etc's upper dir has {upper:?}, expected {probe}"
+    );
+    let var = vm.ok("findmnt -n -o SOURCE /var")?;
+    ensure!(
+        var.trim().ends_with("[/state/os/default/var]"),
+        "/var is {var:?}, expected the root filesystem's /state/os/default/var"
+    );
+
+    let tv = one_line(&vm.ok("cat /usr/lib/cbootc-test-version")?);
+    ensure!(tv == version, "test image version {tv}, expected {version}");
+    Ok(())
+}
+
+fn one_line(s: &str) -> String {
+    s.trim().to_owned()
+}

@@ -7,20 +7,11 @@
 //! user-mode network; `/etc/containers/registries.conf` in the guest marks
 //! it insecure (plain http).
 //!
-//! STATUS: not yet in the suite (no `mod lifecycle;` in main.rs). Its last
-//! run (2026-11-22) passed boot 1 and the switch, then boot 2 (v2) froze in
-//! the initramfs: "overlayfs: lower file '…' has no fs-verity digest",
-//! "Failed to execute /sbin/init". Probable cause (from that message and
-//! composefs 0.9.4's code; not confirmed by reading fs-verity flags): the install (on a host kernel
-//! without fs-verity) is verity-optional, so no object has fs-verity; in
-//! the guest, whose kernel has it, the pull enabled fs-verity on the new
-//! image file `images/<v2>` (composefs-rs does so even in an insecure
-//! repository when it can), and composefs-rs mounts an image that has
-//! fs-verity with overlayfs `verity=require` (composefs 0.9.4
-//! `Repository::mount_with_options`), which refuses the old objects. Wire
-//! the test in (`mod lifecycle;`) once cbootc stages a bootable image there.
-//! The frozen PID 1 also never restarts the machine, so the trial boot's
-//! automatic fallback cannot help without a watchdog.
+//! This test found that an upgrade pulled by a kernel with fs-verity into
+//! a repository installed without it produced an image that could not boot
+//! (composefs mounts an image file that has fs-verity with overlayfs
+//! `verity=require`, and the old objects had none); `cbootc upgrade` now
+//! enables fs-verity on every object where it can (`repo.rs`).
 //!
 //! Also seen: `systemctl is-enabled cbootc-update.timer` says "disabled"
 //! although the timer runs: the image enables it with a

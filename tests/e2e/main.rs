@@ -25,6 +25,7 @@ mod common;
 
 mod checks;
 mod fixture;
+mod uki;
 mod vm;
 
 use std::path::Path;

@@ -412,6 +412,8 @@ fn dir_size(dir: &Path) -> Result<u64> {
 pub struct Ctx {
     pub name: String,
     last_log: Option<PathBuf>,
+    /// What [`Ctx::boot`] starts QEMU with (default: `-bios` OVMF).
+    pub firmware: vm::Firmware,
 }
 
 impl Ctx {
@@ -467,11 +469,31 @@ impl Ctx {
                 drives,
                 memory_mib,
             },
+            &self.firmware,
             qemu_args,
         )?;
         let at = vm.login(boot_timeout())?;
         timing(&format!("{name}: QEMU start to shell"), at);
         Ok(vm)
+    }
+
+    /// Start QEMU on `drives` (used as they are: no overlay) without
+    /// waiting for anything: for boots that must not reach a shell.
+    pub fn start(&mut self, boot: &str, drives: Vec<Drive>) -> Result<Vm> {
+        let env = env();
+        let name = format!("{}-{boot}", self.name);
+        self.last_log = Some(env.logs.join(format!("{name}.log")));
+        eprintln!("e2e: starting {name}");
+        Vm::start_with(
+            &VmSpec {
+                name,
+                log_dir: env.logs.clone(),
+                drives,
+                memory_mib: 2048,
+            },
+            &self.firmware,
+            &[],
+        )
     }
 
     /// `systemctl poweroff` (or `reboot`), timed.
@@ -507,6 +529,7 @@ pub fn e2e(name: &str, body: impl FnOnce(&mut Ctx) -> Result<()>) {
     let mut ctx = Ctx {
         name: name.into(),
         last_log: None,
+        firmware: vm::Firmware::default(),
     };
     let result = body(&mut ctx);
     timing(&format!("{name}: test total"), t0.elapsed());

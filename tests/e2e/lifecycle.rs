@@ -57,7 +57,10 @@ fn image_v2() -> Result<(String, String)> {
         ],
         &[],
     )?;
-    timing("image build v2 (build-debian.sh --variant v2)", t0.elapsed());
+    timing(
+        "image build v2 (build-debian.sh --variant v2)",
+        t0.elapsed(),
+    );
     let imgref = out.lines().last().unwrap_or_default().trim().to_owned();
     let want = format!("oci:{}:{tag}", img.layout.display());
     ensure!(
@@ -116,9 +119,7 @@ fn expect_status(
 /// lines, no progress bars) collected in a file, and return rc + output.
 fn cbootc(vm: &mut Vm, args: &str, timeout: Duration) -> Result<vm::Output> {
     vm.run_timeout(
-        &format!(
-            "(cbootc {args} >/tmp/cbootc.out 2>&1; rc=$?; cat /tmp/cbootc.out; exit $rc)"
-        ),
+        &format!("(cbootc {args} >/tmp/cbootc.out 2>&1; rc=$?; cat /tmp/cbootc.out; exit $rc)"),
         timeout,
     )
 }
@@ -220,9 +221,16 @@ fn lifecycle_switch_reboot_rollback() {
 
         proxy.take();
         let t0 = Instant::now();
-        let out = cbootc_ok(&mut vm, &format!("switch {v2_remote}"), Duration::from_secs(1200))?;
+        let out = cbootc_ok(
+            &mut vm,
+            &format!("switch {v2_remote}"),
+            Duration::from_secs(1200),
+        )?;
         let took = t0.elapsed();
-        timing("lifecycle: cbootc switch (pull v2 + stage) in the guest", took);
+        timing(
+            "lifecycle: cbootc switch (pull v2 + stage) in the guest",
+            took,
+        );
         let pulled = proxy.take();
         eprintln!(
             "e2e: the v2 pull: {} bytes from the registry in {} requests, {:.1} s for the whole switch",
@@ -268,8 +276,10 @@ fn lifecycle_switch_reboot_rollback() {
         expect_file(&mut vm, "boot 2 (v2)", "/etc/cbootc-e2e-before", "before")?;
         expect_file(&mut vm, "boot 2 (v2)", "/etc/cbootc-e2e-after", "after")?;
         expect_file(&mut vm, "boot 2 (v2)", "/var/lib/cbootc-e2e-life", &token)?;
-        vm.ok(&format!("grep -q 10.0.2.2:{port} /etc/containers/registries.conf"))
-            .context("registries.conf did not reach v2")?;
+        vm.ok(&format!(
+            "grep -q 10.0.2.2:{port} /etc/containers/registries.conf"
+        ))
+        .context("registries.conf did not reach v2")?;
         expect_status(&mut vm, "boot 2 (v2)", &v2_id, None, Some(&v1_id))?;
         // The trial boot was confirmed.
         let complete = vm.ok(
@@ -302,7 +312,13 @@ fn lifecycle_switch_reboot_rollback() {
             journal.contains("No update"),
             "cbootc-update.service did not say No update:\n{journal}"
         );
-        expect_status(&mut vm, "boot 2 after the update service", &v2_id, None, Some(&v1_id))?;
+        expect_status(
+            &mut vm,
+            "boot 2 after the update service",
+            &v2_id,
+            None,
+            Some(&v1_id),
+        )?;
 
         let out = cbootc_ok(&mut vm, "rollback", Duration::from_secs(300))?;
         ensure!(
@@ -311,7 +327,8 @@ fn lifecycle_switch_reboot_rollback() {
         );
         let st = status(&mut vm)?;
         ensure!(
-            st["status"]["rollbackQueued"] == true && status_id(&st, "rollback").as_deref() == Some(v1_id.as_str()),
+            st["status"]["rollbackQueued"] == true
+                && status_id(&st, "rollback").as_deref() == Some(v1_id.as_str()),
             "after cbootc rollback: {st:#}"
         );
         ctx.shutdown(vm, "reboot")?;

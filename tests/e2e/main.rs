@@ -26,6 +26,7 @@ mod common;
 mod checks;
 mod fixture;
 mod lifecycle;
+mod uki;
 mod vm;
 
 use std::path::Path;

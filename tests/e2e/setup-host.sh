@@ -79,6 +79,35 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 ||
         die "apt-get install ${missing[*]} failed"
 fi
+# --- UKI / Secure Boot boots (tests/e2e/uki.rs) ----------------------------------
+# virt-fw-vars enrolls cbootc's certificate into a VARS copy; mtools edits a
+# disk's ESP. python3-virt-firmware: trixie main, bookworm-backports (falls
+# back to pip's virt-firmware).
+installed mtools || { apt_update; apt-get install -y -q --no-install-recommends mtools >&2 || die "cannot install mtools"; }
+if ! command -v virt-fw-vars >/dev/null; then
+    vfw_opts=()
+    if [[ $codename == bookworm ]]; then
+        if ! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            log "adding the bookworm-backports apt source"
+            cat >/etc/apt/sources.list.d/bookworm-backports.sources <<'EOF2'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF2
+            updated=0
+        fi
+        vfw_opts=(-t bookworm-backports)
+    fi
+    apt_update
+    log "installing python3-virt-firmware ${vfw_opts[*]}"
+    apt-get install -y -q --no-install-recommends "${vfw_opts[@]}" python3-virt-firmware >&2 ||
+        pip install --break-system-packages virt-firmware >&2 ||
+        die "cannot install virt-firmware (virt-fw-vars)"
+    command -v virt-fw-vars >/dev/null || die "virt-fw-vars missing after the install"
+fi
+
 # The host's mkfs, losetup and the installer's loop devices.
 modprobe loop 2>/dev/null || :
 log "ok: $(qemu-system-x86_64 --version | head -n1)"

@@ -33,6 +33,31 @@ use anyhow::{Context, Result, bail};
 /// machine; cbootc installs GRUB at the removable-media path).
 pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 
+/// Split OVMF images (Debian package ovmf) for machines with persistent
+/// variables and for Secure Boot.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+pub const OVMF_CODE_SECBOOT: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+/// Variables with Microsoft's KEK and db enrolled and Secure Boot enabled.
+pub const OVMF_VARS_MS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
+
+/// The firmware a VM starts with.
+#[derive(Debug, Clone, Default)]
+pub enum Firmware {
+    /// [`OVMF`] with `-bios`: no persistent variables.
+    #[default]
+    Bios,
+    /// Read-only `code` and a writable `vars` file (kept across the boots
+    /// that use the same file, like a machine's NVRAM). `secure`: the
+    /// Secure Boot machine setup (SMM, secure flash), needed by the
+    /// `secboot` code image.
+    Pflash {
+        code: PathBuf,
+        vars: PathBuf,
+        secure: bool,
+    },
+}
+
 /// The test image's shell prompt (hostname `cbootc-test`, see
 /// tests/images/debian/rootfs).
 const PROMPT: &str = "root@cbootc-test:";
@@ -253,22 +278,50 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Start QEMU. Returns as soon as the process runs.
+    /// Start QEMU with [`Firmware::Bios`]. Returns as soon as the process
+    /// runs.
     pub fn start(spec: &VmSpec) -> Result<Vm> {
-        Self::start_with(spec, &[])
+        Vm::start_with(spec, &Firmware::Bios, &[])
     }
 
-    /// [`Vm::start`] with more QEMU arguments after the drives (e.g.
-    /// [`user_net`]).
-    pub fn start_with(spec: &VmSpec, extra_args: &[String]) -> Result<Vm> {
+    /// Start QEMU with `firmware` and more QEMU arguments after the drives
+    /// (e.g. [`user_net`]). Returns as soon as the process runs.
+    pub fn start_with(spec: &VmSpec, firmware: &Firmware, extra_args: &[String]) -> Result<Vm> {
         let accel = accel();
         std::fs::create_dir_all(&spec.log_dir)?;
         let log = spec.log_dir.join(format!("{}.log", spec.name));
         let raw_log = spec.log_dir.join(format!("{}.raw.log", spec.name));
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", accel.accel, "-machine", "q35", "-cpu", accel.cpu])
-            .args(["-smp", "2", "-m", &spec.memory_mib.to_string()])
-            .args(["-bios", OVMF, "-nodefaults", "-display", "none"])
+        let secure = matches!(firmware, Firmware::Pflash { secure: true, .. });
+        let machine = if secure { "q35,smm=on" } else { "q35" };
+        cmd.args([
+            "-accel",
+            accel.accel,
+            "-machine",
+            machine,
+            "-cpu",
+            accel.cpu,
+        ])
+        .args(["-smp", "2", "-m", &spec.memory_mib.to_string()]);
+        match firmware {
+            Firmware::Bios => {
+                cmd.args(["-bios", OVMF]);
+            }
+            Firmware::Pflash { code, vars, secure } => {
+                if *secure {
+                    cmd.args(["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+                }
+                cmd.arg("-drive").arg(format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                    code.display()
+                ));
+                cmd.arg("-drive").arg(format!(
+                    "if=pflash,format=raw,unit=1,file={}",
+                    vars.display()
+                ));
+            }
+        }
+        cmd.args(["-nodefaults", "-display", "none"])
             .args(["-serial", "stdio", "-no-reboot"])
             .args(["-device", "virtio-rng-pci", "-nic", "none"]);
         for (i, d) in spec.drives.iter().enumerate() {
@@ -402,6 +455,13 @@ impl Vm {
                 .unwrap()
                 .0;
         }
+    }
+
+    /// The cleaned console text since QEMU started, and whether QEMU
+    /// exited.
+    pub fn console(&self) -> (String, bool) {
+        let c = self.shared.console.lock().unwrap();
+        (String::from_utf8_lossy(&c.text).into_owned(), c.exited)
     }
 
     /// Wait for `needle` in the console output after the cursor.

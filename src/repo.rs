@@ -83,38 +83,6 @@ pub fn verity_works_in(dir: &Path) -> Result<bool> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn init_then_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(REPO_DIR);
-        let repo = init(&path, false).unwrap();
-        assert!(repo.is_insecure());
-        drop(repo);
-        let meta = std::fs::read_to_string(path.join("meta.json")).unwrap();
-        assert!(meta.contains("sha512"), "{meta}");
-        assert!(open(&path).is_ok());
-    }
-
-    #[test]
-    fn open_missing_fails_with_path() {
-        let err = open(Path::new("/nonexistent/cbootc-repo")).unwrap_err();
-        assert!(format!("{err:#}").contains("/nonexistent/cbootc-repo"));
-    }
-
-    #[test]
-    fn verity_probe_answers() {
-        // The answer depends on the kernel and filesystem; the probe must
-        // answer without error and leave nothing behind.
-        let dir = tempfile::tempdir().unwrap();
-        verity_works_in(dir.path()).unwrap();
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
-}
-
 /// Enable fs-verity on every object in the repository at `path` that lacks
 /// it, if this filesystem and kernel can. Returns how many were enabled.
 ///
@@ -159,4 +127,36 @@ pub fn enable_verity_everywhere(path: &Path) -> Result<u64> {
         }
     }
     Ok(enabled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_then_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(REPO_DIR);
+        let repo = init(&path, false).unwrap();
+        assert!(repo.is_insecure());
+        drop(repo);
+        let meta = std::fs::read_to_string(path.join("meta.json")).unwrap();
+        assert!(meta.contains("sha512"), "{meta}");
+        assert!(open(&path).is_ok());
+    }
+
+    #[test]
+    fn open_missing_fails_with_path() {
+        let err = open(Path::new("/nonexistent/cbootc-repo")).unwrap_err();
+        assert!(format!("{err:#}").contains("/nonexistent/cbootc-repo"));
+    }
+
+    #[test]
+    fn verity_probe_answers() {
+        // The answer depends on the kernel and filesystem; the probe must
+        // answer without error and leave nothing behind.
+        let dir = tempfile::tempdir().unwrap();
+        verity_works_in(dir.path()).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 }

@@ -363,8 +363,8 @@ fn sb_cert(disk: &Path) -> PathBuf {
 }
 
 /// `--uki`: systemd-boot + UKIs, OVMF with a VARS copy, no Secure Boot.
-// Not yet a #[test]: never seen passing (see the module docs).
-#[allow(dead_code)]
+#[test]
+#[ignore = "boots QEMU; run with --ignored"]
 fn uki1_systemd_boot_upgrade_rollback() {
     e2e("uki", |ctx: &mut Ctx| cycle(ctx, Style::Uki, &["--uki"]));
 }

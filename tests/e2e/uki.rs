@@ -371,8 +371,8 @@ fn uki1_systemd_boot_upgrade_rollback() {
 
 /// `--secure-boot`: shim + signed GRUB under Secure Boot with Microsoft's
 /// keys only.
-// Not yet a #[test]: never seen passing (see the module docs).
-#[allow(dead_code)]
+#[test]
+#[ignore = "boots QEMU; run with --ignored"]
 fn uki2_shim_grub_secure_boot_upgrade_rollback() {
     e2e("sb-grub", |ctx: &mut Ctx| {
         cycle(ctx, Style::ShimGrub, &["--secure-boot"])

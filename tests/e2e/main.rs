@@ -6,10 +6,14 @@
 //! root, after `tests/e2e/setup-host.sh`:
 //!
 //! ```sh
-//! cargo test --release --test e2e -- --ignored --test-threads=1 --nocapture
+//! cargo build --release
+//! CBOOTC_E2E_CBOOTC=target/release/cbootc \
+//!     cargo test --test e2e -- --ignored --test-threads=1 --nocapture
 //! ```
 //!
-//! `tests/run-all.sh` does exactly this. Console logs, install logs and
+//! `tests/run-all.sh` does exactly this. `CBOOTC_E2E_CBOOTC` is the cbootc
+//! that installs and goes into the image (default: the one cargo built for
+//! this test, debug unless `--release`). Console logs, install logs and
 //! `timings.txt` go to `target/e2e-logs/`. The boots (see DESIGN.md "Boot
 //! tests"):
 //!

@@ -249,7 +249,7 @@ fn refuses_when_not_root() {
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
-            env!("CARGO_BIN_EXE_cbootc"),
+            common::cbootc_bin().to_str().unwrap(),
         ])
         .args([
             "install",

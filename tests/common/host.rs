@@ -135,7 +135,7 @@ impl SimHost {
 
     /// Run cbootc against this host with extra environment variables.
     pub fn cbootc_env(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_cbootc"))
+        let out = Command::new(super::cbootc_bin())
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("CBOOTC_SYSROOT", &self.root)

@@ -19,9 +19,18 @@ use composefs_boot::BootOps;
 use composefs_oci::{OciImage, OciTransformOptions, PullOptions};
 use rustix::fs::CWD;
 
+/// The cbootc under test: `$CBOOTC_TEST_BIN` when set (`tests/run-all.sh`
+/// points it at a release build while the test harnesses stay debug builds),
+/// else the one cargo built with this test.
+pub fn cbootc_bin() -> PathBuf {
+    std::env::var_os("CBOOTC_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cbootc")))
+}
+
 /// Run `cbootc ARGS…` and return its output.
 pub fn cbootc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cbootc"))
+    Command::new(cbootc_bin())
         .args(args)
         .env("CBOOTC_CONTAINERENV", "/nonexistent/.containerenv")
         .output()

@@ -59,7 +59,7 @@ pub struct Env {
 }
 
 /// Paths: `CBOOTC_E2E_WORK` (default `target/e2e`), `CBOOTC_E2E_LOGS`
-/// (default `target/e2e-logs`); `CBOOTC_E2E_CBOOTC` (default: the cbootc
+/// (default `target/e2e-logs`); `CBOOTC_TEST_BIN` (default: the cbootc
 /// built with this test, i.e. the same cargo profile).
 pub fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
@@ -76,9 +76,7 @@ pub fn env() -> &'static Env {
         let logs = std::env::var_os("CBOOTC_E2E_LOGS")
             .map(PathBuf::from)
             .unwrap_or_else(|| target.join("e2e-logs"));
-        let cbootc = std::env::var_os("CBOOTC_E2E_CBOOTC")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cbootc")));
+        let cbootc = crate::common::cbootc_bin();
         let cbootc = std::fs::canonicalize(&cbootc)
             .unwrap_or_else(|e| panic!("cbootc binary {}: {e}", cbootc.display()));
         std::fs::create_dir_all(&work).unwrap();

@@ -7,11 +7,11 @@
 //!
 //! ```sh
 //! cargo build --release
-//! CBOOTC_E2E_CBOOTC=target/release/cbootc \
+//! CBOOTC_TEST_BIN=target/release/cbootc \
 //!     cargo test --test e2e -- --ignored --test-threads=1 --nocapture
 //! ```
 //!
-//! `tests/run-all.sh` does exactly this. `CBOOTC_E2E_CBOOTC` is the cbootc
+//! `tests/run-all.sh` does exactly this. `CBOOTC_TEST_BIN` is the cbootc
 //! that installs and goes into the image (default: the one cargo built for
 //! this test, debug unless `--release`). Console logs, install logs and
 //! `timings.txt` go to `target/e2e-logs/`. The boots (see DESIGN.md "Boot

@@ -104,15 +104,23 @@ fn menu_entry(record: &Record, dep: &Deployment) -> Result<MenuEntry> {
 pub fn write_menu(record: &Record, esp: &Path) -> Result<()> {
     match record.bootloader {
         Bootloader::Grub => write_grub_menu(record, esp),
-        Bootloader::SystemdBoot => write_systemd_boot_menu(record, esp),
+        Bootloader::SystemdBoot => write_systemd_boot_menu(record, esp, None),
     }
+}
+
+/// systemd-boot: [`write_menu`] with the first deployment on trial: its
+/// entry carries a boot counter and `loader.conf` defaults to any cbootc
+/// entry (see [`systemd_boot::write_entries_with_trial`]).
+pub fn write_systemd_boot_trial_menu(record: &Record, esp: &Path) -> Result<()> {
+    write_systemd_boot_menu(record, esp, Some(&record.deployments[0].id))
 }
 
 /// systemd-boot: one Type #1 entry per deployment with `efi` pointing at
 /// its UKI and cbootc's `sort-key`, and `loader.conf` naming the first as
-/// default (see `systemd_boot.rs` for why not UKIs in `EFI/Linux/`). The
-/// editor is off under Secure Boot.
-fn write_systemd_boot_menu(record: &Record, esp: &Path) -> Result<()> {
+/// default (see `systemd_boot.rs` for why not UKIs in `EFI/Linux/`), or,
+/// with a `trial`, any cbootc entry in sort order. The editor is off under
+/// Secure Boot.
+fn write_systemd_boot_menu(record: &Record, esp: &Path, trial: Option<&str>) -> Result<()> {
     let editor = !record.secure_boot;
     let mut entries = Vec::new();
     for (i, dep) in record.deployments.iter().enumerate() {
@@ -130,11 +138,14 @@ fn write_systemd_boot_menu(record: &Record, esp: &Path) -> Result<()> {
         entries.push((dep.id.clone(), entry));
     }
     let conf = systemd_boot::LoaderConf {
-        default: systemd_boot::entry_file_name(&record.deployments[0].id),
+        default: match trial {
+            Some(_) => systemd_boot::ANY_CBOOTC_ENTRY.to_string(),
+            None => systemd_boot::entry_file_name(&record.deployments[0].id),
+        },
         timeout: GRUB_TIMEOUT,
         editor,
     };
-    systemd_boot::write_entries(esp, &entries, &conf)
+    systemd_boot::write_entries_with_trial(esp, &entries, &conf, trial)
 }
 
 /// GRUB: BLS entries, grub.cfg and (if missing) grubenv.

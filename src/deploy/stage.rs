@@ -10,7 +10,8 @@
 //!    names nothing boots yet;
 //! 4. the record is saved with the new deployment first (one atomic rename);
 //! 5. the menu is regenerated from the record (each file atomically), and
-//!    the first boot of the new deployment is made a trial ([`trial`]).
+//!    the first boot of the new deployment is made a trial ([`trial`], for
+//!    GRUB and systemd-boot alike).
 //!
 //! A crash between 4 and 5 leaves the old menu in place; the next cbootc
 //! command regenerates it from the record. Leftovers of a crash before 4 are
@@ -142,9 +143,7 @@ pub fn stage(
     host.record.save(&host.state.record())?;
     menu::write_menu(&host.record, host.esp())?;
     host.sync_firmware_default()?;
-    if host.record.bootloader == Bootloader::Grub {
-        trial::start(host)?;
-    }
+    trial::start(host)?;
     Ok(Staged::New { id, etc })
 }
 

@@ -145,6 +145,89 @@ pub fn partitions(disk: &Path) -> Vec<Part> {
         .collect()
 }
 
+/// A disk's FAT ESP, read and written with mtools (`DISK@@OFFSET`: this
+/// machine cannot mount vfat).
+pub struct Esp {
+    image: String,
+}
+
+impl Esp {
+    /// Partition `part` of `disk`.
+    pub fn new(disk: &Path, part: &Part) -> Self {
+        Self {
+            image: format!("{}@@{}", disk.display(), part.offset()),
+        }
+    }
+
+    /// The first partition of `disk` (cbootc's ESP).
+    pub fn of(disk: &Path) -> Self {
+        let parts = partitions(disk);
+        assert_eq!(parts[0].name, "ESP");
+        Self::new(disk, &parts[0])
+    }
+
+    /// Run an mtools program on the ESP; its stdout.
+    fn mtool(&self, tool: &str, args: &[&str]) -> Vec<u8> {
+        let out = self.command(tool).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let mut cmd = Command::new(tool);
+        cmd.arg("-i").arg(&self.image).env("MTOOLS_SKIP_CHECK", "1");
+        cmd
+    }
+
+    /// A file's content.
+    pub fn read(&self, path: &str) -> Vec<u8> {
+        self.mtool("mtype", &[&format!("::{path}")])
+    }
+
+    /// Copy a file out (binary-safe) to `dest`.
+    pub fn get(&self, path: &str, dest: &Path) {
+        self.mtool("mcopy", &["-n", &format!("::{path}"), path_str(dest)]);
+    }
+
+    /// Copy everything on the ESP into the directory `dest`.
+    pub fn get_all(&self, dest: &Path) {
+        self.mtool("mcopy", &["-s", "-n", "::*", path_str(dest)]);
+    }
+
+    /// Copy the local file `src` to `path`, replacing it.
+    pub fn put(&self, src: &Path, path: &str) {
+        self.mtool("mcopy", &["-o", path_str(src), &format!("::{path}")]);
+    }
+
+    pub fn exists(&self, path: &str) -> bool {
+        self.command("mdir")
+            .args(["-b", &format!("::{path}")])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+
+    /// Names in a directory of the ESP.
+    pub fn ls(&self, path: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.mtool("mdir", &["-b", &format!("::{path}")]))
+            .lines()
+            .map(|l| {
+                l.trim_end_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+}
+
 /// Read a file from the FAT ESP with mtools.
 pub fn esp_read(disk: &Path, esp: &Part, path: &str) -> Vec<u8> {
     let img = format!("{}@@{}", disk.display(), esp.offset());

@@ -83,19 +83,12 @@ fn install_and_check(fs_type: &str) {
     let esp_uuid = blkid(d, esp.offset(), "UUID");
 
     // ESP content.
-    let efi = esp_read(&disk, esp, "/EFI/BOOT/BOOTX64.EFI");
+    let fat = Esp::new(&disk, esp);
+    let efi = fat.read("/EFI/BOOT/BOOTX64.EFI");
     assert_eq!(&efi[..2], b"MZ", "GRUB is a PE binary");
     let entry_name = format!("cbootc-{id}.conf");
-    assert_eq!(
-        esp_ls(&disk, esp, "/loader/entries"),
-        vec![entry_name.clone()]
-    );
-    let entry = String::from_utf8(esp_read(
-        &disk,
-        esp,
-        &format!("/loader/entries/{entry_name}"),
-    ))
-    .unwrap();
+    assert_eq!(fat.ls("/loader/entries"), vec![entry_name.clone()]);
+    let entry = String::from_utf8(fat.read(&format!("/loader/entries/{entry_name}"))).unwrap();
     assert!(
         entry.contains("title Cbootc Test OS 42.1 (Testing)"),
         "{entry}"
@@ -121,12 +114,12 @@ fn install_and_check(fs_type: &str) {
         "{entry}"
     );
 
-    let kernel = esp_read(&disk, esp, &format!("/cbootc/{id}/vmlinuz"));
+    let kernel = fat.read(&format!("/cbootc/{id}/vmlinuz"));
     assert_eq!(kernel, oci::filler(b"KERNEL", 300_000));
-    let initrd = esp_read(&disk, esp, &format!("/cbootc/{id}/initramfs.img"));
+    let initrd = fat.read(&format!("/cbootc/{id}/initramfs.img"));
     assert_eq!(initrd, oci::filler(b"INITRD", 500_000));
 
-    let grub_cfg = String::from_utf8(esp_read(&disk, esp, "/grub/grub.cfg")).unwrap();
+    let grub_cfg = String::from_utf8(fat.read("/grub/grub.cfg")).unwrap();
     assert!(grub_cfg.contains(&karg), "{grub_cfg}");
     assert!(
         grub_cfg.contains(&format!("root=UUID={root_uuid}")),
@@ -136,7 +129,7 @@ fn install_and_check(fs_type: &str) {
     assert!(!grub_cfg.contains("blscfg"), "{grub_cfg}");
 
     let env_copy = work.path().join("grubenv");
-    esp_copy(&disk, esp, "/grub/grubenv", &env_copy);
+    fat.get("/grub/grubenv", &env_copy);
     assert_eq!(std::fs::metadata(&env_copy).unwrap().len(), 1024);
     sh("grub-editenv", &[path_str(&env_copy), "list"]);
 

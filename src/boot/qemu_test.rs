@@ -33,6 +33,8 @@ const ESP_SIZE: u64 = 40 * MIB;
 const DISK_SIZE: u64 = 48 * MIB;
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+/// GRUB's message when every entry of the menu failed to load.
+const ALL_FAILED: &str = "Failed to boot both default and fallback entries";
 
 fn entry(id: &str, title: &str) -> grub_cfg::MenuEntry {
     grub_cfg::MenuEntry {
@@ -178,28 +180,41 @@ fn position(log: &str, needle: &str) -> usize {
         .unwrap_or_else(|| panic!("{needle:?} not in serial log:\n{log}"))
 }
 
+/// GRUB's `BOOTX64.EFI`, built by [`grub_efi`] to find the ESP with FAT
+/// volume id `uuid`.
+fn grub_binary(dir: &Path, uuid: &str) -> Vec<u8> {
+    let efi = dir.join("BOOTX64.EFI");
+    grub_efi::build_standalone(&HostTools::new().unwrap(), uuid, &efi).unwrap();
+    std::fs::read(&efi).unwrap()
+}
+
+/// A disk whose ESP holds GRUB, a menu of "Entry A" (`cbootc-aa`, the
+/// default) and "Entry B" (`cbootc-bb`) with a `timeout_secs` timeout, and
+/// the environment block `grubenv`.
+fn two_entry_disk(dir: &Path, timeout_secs: u32, grubenv: Vec<u8>) -> PathBuf {
+    let entries = [entry("aa", "Entry A"), entry("bb", "Entry B")];
+    let cfg = grub_cfg::render(&entries, UUID, timeout_secs).unwrap();
+    make_disk(
+        dir,
+        &[
+            ("EFI/BOOT/BOOTX64.EFI", grub_binary(dir, UUID)),
+            ("grub/grub.cfg", cfg.into_bytes()),
+            ("grub/grubenv", grubenv),
+        ],
+    )
+    .unwrap()
+}
+
 #[test]
 #[ignore = "boots QEMU with OVMF; run with --ignored"]
 fn qemu_one_shot_entry_boots_once_then_default() {
     let dir = tempfile::tempdir().unwrap();
-    let efi = dir.path().join("BOOTX64.EFI");
-    grub_efi::build_standalone(&HostTools::new().unwrap(), UUID, &efi).unwrap();
-    let entries = [entry("aa", "Entry A"), entry("bb", "Entry B")];
-    let cfg = grub_cfg::render(&entries, UUID, 1).unwrap();
     let env = grubenv::encode(&[
         ("keep".to_string(), "me".to_string()),
         ("next_entry".to_string(), "cbootc-bb".to_string()),
     ])
     .unwrap();
-    let disk = make_disk(
-        dir.path(),
-        &[
-            ("EFI/BOOT/BOOTX64.EFI", std::fs::read(&efi).unwrap()),
-            ("grub/grub.cfg", cfg.into_bytes()),
-            ("grub/grubenv", env),
-        ],
-    )
-    .unwrap();
+    let disk = two_entry_disk(dir.path(), 1, env);
     // Sanity: what we put there is a valid FAT volume with our id.
     assert!(
         run("sfdisk", &["--dump", disk.to_str().unwrap()])
@@ -208,12 +223,7 @@ fn qemu_one_shot_entry_boots_once_then_default() {
     );
 
     // First boot: the one-shot entry B first, then fallback to A.
-    let log = boot(
-        dir.path(),
-        &disk,
-        "Failed to boot both default and fallback entries",
-    )
-    .unwrap();
+    let log = boot(dir.path(), &disk, ALL_FAILED).unwrap();
     let b = position(&log, "Booting `Entry B'");
     let a = position(&log, "Falling back to `Entry A'");
     assert!(b < a, "B must be tried before A:\n{log}");
@@ -232,12 +242,7 @@ fn qemu_one_shot_entry_boots_once_then_default() {
     );
 
     // Second boot: back to the default, A, with B as fallback.
-    let log = boot(
-        dir.path(),
-        &disk,
-        "Failed to boot both default and fallback entries",
-    )
-    .unwrap();
+    let log = boot(dir.path(), &disk, ALL_FAILED).unwrap();
     let a = position(&log, "Booting `Entry A'");
     let b = position(&log, "Falling back to `Entry B'");
     assert!(a < b, "A must be tried before B:\n{log}");
@@ -247,14 +252,9 @@ fn qemu_one_shot_entry_boots_once_then_default() {
 #[ignore = "boots QEMU with OVMF; run with --ignored"]
 fn qemu_wrong_esp_id_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let efi = dir.path().join("BOOTX64.EFI");
     // The binary looks for a different volume id than the ESP has.
-    grub_efi::build_standalone(&HostTools::new().unwrap(), "1234-5678", &efi).unwrap();
-    let disk = make_disk(
-        dir.path(),
-        &[("EFI/BOOT/BOOTX64.EFI", std::fs::read(&efi).unwrap())],
-    )
-    .unwrap();
+    let efi = grub_binary(dir.path(), "1234-5678");
+    let disk = make_disk(dir.path(), &[("EFI/BOOT/BOOTX64.EFI", efi)]).unwrap();
     let log = boot(
         dir.path(),
         &disk,
@@ -271,27 +271,10 @@ fn qemu_wrong_esp_id_says_so() {
 #[ignore = "boots QEMU with OVMF; run with --ignored"]
 fn qemu_unclearable_one_shot_is_ignored() {
     let dir = tempfile::tempdir().unwrap();
-    let efi = dir.path().join("BOOTX64.EFI");
-    grub_efi::build_standalone(&HostTools::new().unwrap(), UUID, &efi).unwrap();
-    let entries = [entry("aa", "Entry A"), entry("bb", "Entry B")];
-    let cfg = grub_cfg::render(&entries, UUID, 0).unwrap();
     let mut env = b"# GRUB Environment Block\nnext_entry=cbootc-bb\nbroken=".to_vec();
     env.resize(grubenv::ENV_BLOCK_SIZE, b'#');
-    let disk = make_disk(
-        dir.path(),
-        &[
-            ("EFI/BOOT/BOOTX64.EFI", std::fs::read(&efi).unwrap()),
-            ("grub/grub.cfg", cfg.into_bytes()),
-            ("grub/grubenv", env.clone()),
-        ],
-    )
-    .unwrap();
-    let log = boot(
-        dir.path(),
-        &disk,
-        "Failed to boot both default and fallback entries",
-    )
-    .unwrap();
+    let disk = two_entry_disk(dir.path(), 0, env.clone());
+    let log = boot(dir.path(), &disk, ALL_FAILED).unwrap();
     let warned = position(&log, "cbootc: cannot clear next_entry in grub/grubenv");
     let a = position(&log, "Booting `Entry A'");
     assert!(warned < a, "{log}");
@@ -308,8 +291,6 @@ fn qemu_kernel_gets_the_command_line() {
     let kernel = std::env::var("CBOOTC_TEST_KERNEL")
         .expect("set CBOOTC_TEST_KERNEL to a bootable x86-64 vmlinuz for this test");
     let dir = tempfile::tempdir().unwrap();
-    let efi = dir.path().join("BOOTX64.EFI");
-    grub_efi::build_standalone(&HostTools::new().unwrap(), UUID, &efi).unwrap();
     let options = "console=ttyS0,115200 panic=-1 a=$x b=* c=[1] d;e f|g h#i {j} k=1,2:3";
     let entries = [grub_cfg::MenuEntry {
         initrd: vec![],
@@ -320,7 +301,7 @@ fn qemu_kernel_gets_the_command_line() {
     let disk = make_disk(
         dir.path(),
         &[
-            ("EFI/BOOT/BOOTX64.EFI", std::fs::read(&efi).unwrap()),
+            ("EFI/BOOT/BOOTX64.EFI", grub_binary(dir.path(), UUID)),
             ("grub/grub.cfg", cfg.into_bytes()),
             ("cbootc/aa/vmlinuz", std::fs::read(&kernel).unwrap()),
         ],
@@ -340,30 +321,17 @@ fn qemu_kernel_gets_the_command_line() {
 #[ignore = "boots QEMU with OVMF; run with --ignored"]
 fn qemu_trial_boot_falls_back_when_not_confirmed() {
     let dir = tempfile::tempdir().unwrap();
-    let efi = dir.path().join("BOOTX64.EFI");
-    grub_efi::build_standalone(&HostTools::new().unwrap(), UUID, &efi).unwrap();
     // A is the new default on trial, B the deployment booted before.
-    let entries = [entry("aa", "Entry A"), entry("bb", "Entry B")];
-    let cfg = grub_cfg::render(&entries, UUID, 1).unwrap();
     let env = grubenv::encode(&[
         ("cbootc_trial".to_string(), "cbootc-aa".to_string()),
         ("cbootc_tries".to_string(), "1".to_string()),
         ("cbootc_fallback".to_string(), "cbootc-bb".to_string()),
     ])
     .unwrap();
-    let disk = make_disk(
-        dir.path(),
-        &[
-            ("EFI/BOOT/BOOTX64.EFI", std::fs::read(&efi).unwrap()),
-            ("grub/grub.cfg", cfg.into_bytes()),
-            ("grub/grubenv", env),
-        ],
-    )
-    .unwrap();
-    let failed = "Failed to boot both default and fallback entries";
+    let disk = two_entry_disk(dir.path(), 1, env);
 
     // Trial boot: A first, and GRUB has counted the try on the FAT ESP.
-    let log = boot(dir.path(), &disk, failed).unwrap();
+    let log = boot(dir.path(), &disk, ALL_FAILED).unwrap();
     assert!(
         position(&log, "Booting `Entry A'") < position(&log, "Falling back to `Entry B'"),
         "{log}"
@@ -377,7 +345,7 @@ fn qemu_trial_boot_falls_back_when_not_confirmed() {
 
     // Nobody confirmed A: the next boot goes to B, and the failed trial
     // entry is not retried (the fallback list starts after it).
-    let log = boot(dir.path(), &disk, failed).unwrap();
+    let log = boot(dir.path(), &disk, ALL_FAILED).unwrap();
     let said = position(
         &log,
         "cbootc: cbootc-aa did not finish booting; booting cbootc-bb",

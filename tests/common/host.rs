@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::{Part, partitions, sh};
+use super::{Esp, LoopMount, Part, partitions};
 
 pub struct SimHost {
     pub root: PathBuf,
@@ -14,8 +14,9 @@ pub struct SimHost {
     pub cmdline: PathBuf,
     pub run: PathBuf,
     pub etc: PathBuf,
+    // Unmounted before the directory goes.
+    _root_mount: LoopMount,
     _dir: tempfile::TempDir,
-    loopdev: String,
 }
 
 impl SimHost {
@@ -34,40 +35,16 @@ impl SimHost {
             d
         };
         let (root_dir, esp_dir, run, etc) = (p("sysroot"), p("boot"), p("run"), p("etc"));
-        let loopdev = sh(
-            "losetup",
-            &[
-                "--find",
-                "--show",
-                "--offset",
-                &root.offset().to_string(),
-                "--sizelimit",
-                &root.bytes().to_string(),
-                disk.to_str().unwrap(),
-            ],
-        )
-        .trim()
-        .to_string();
-        sh("mount", &[&loopdev, root_dir.to_str().unwrap()]);
-        let img = format!("{}@@{}", disk.display(), esp.offset());
-        let out = Command::new("mcopy")
-            .args(["-s", "-n", "-i", &img, "::*", esp_dir.to_str().unwrap()])
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mcopy: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let root_mount = LoopMount::new(disk, root, &root_dir, false);
+        Esp::new(disk, esp).get_all(&esp_dir);
         let host = SimHost {
             root: root_dir,
             esp: esp_dir,
             cmdline: dir.path().join("cmdline"),
             run,
             etc,
+            _root_mount: root_mount,
             _dir: dir,
-            loopdev,
         };
         let first = host.default_entry_options();
         host.boot_with(&first);
@@ -162,12 +139,5 @@ impl SimHost {
 
     pub fn status_json(&self) -> serde_json::Value {
         serde_json::from_str(&self.cbootc_ok(&["status", "--json"])).unwrap()
-    }
-}
-
-impl Drop for SimHost {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.root).status();
-        let _ = Command::new("losetup").args(["-d", &self.loopdev]).status();
     }
 }

@@ -145,113 +145,146 @@ pub fn partitions(disk: &Path) -> Vec<Part> {
         .collect()
 }
 
-/// Read a file from the FAT ESP with mtools.
-pub fn esp_read(disk: &Path, esp: &Part, path: &str) -> Vec<u8> {
-    let img = format!("{}@@{}", disk.display(), esp.offset());
-    let out = Command::new("mtype")
-        .args(["-i", &img, &format!("::{path}")])
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "mtype {path}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+/// A disk's FAT ESP, read and written with mtools (`DISK@@OFFSET`: this
+/// machine cannot mount vfat).
+pub struct Esp {
+    image: String,
 }
 
-/// Copy a file out of the ESP (binary-safe) into `dest`.
-pub fn esp_copy(disk: &Path, esp: &Part, path: &str, dest: &Path) {
-    let img = format!("{}@@{}", disk.display(), esp.offset());
-    let out = Command::new("mcopy")
-        .args([
-            "-n",
-            "-i",
-            &img,
-            &format!("::{path}"),
-            dest.to_str().unwrap(),
-        ])
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "mcopy {path}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+impl Esp {
+    /// Partition `part` of `disk`.
+    pub fn new(disk: &Path, part: &Part) -> Self {
+        Self {
+            image: format!("{}@@{}", disk.display(), part.offset()),
+        }
+    }
+
+    /// The first partition of `disk` (cbootc's ESP).
+    pub fn of(disk: &Path) -> Self {
+        let parts = partitions(disk);
+        assert_eq!(parts[0].name, "ESP");
+        Self::new(disk, &parts[0])
+    }
+
+    /// Run an mtools program on the ESP; its stdout.
+    fn mtool(&self, tool: &str, args: &[&str]) -> Vec<u8> {
+        let out = self.command(tool).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let mut cmd = Command::new(tool);
+        cmd.arg("-i").arg(&self.image).env("MTOOLS_SKIP_CHECK", "1");
+        cmd
+    }
+
+    /// A file's content.
+    pub fn read(&self, path: &str) -> Vec<u8> {
+        self.mtool("mtype", &[&format!("::{path}")])
+    }
+
+    /// Copy a file out (binary-safe) to `dest`.
+    pub fn get(&self, path: &str, dest: &Path) {
+        self.mtool("mcopy", &["-n", &format!("::{path}"), path_str(dest)]);
+    }
+
+    /// Copy everything on the ESP into the directory `dest`.
+    pub fn get_all(&self, dest: &Path) {
+        self.mtool("mcopy", &["-s", "-n", "::*", path_str(dest)]);
+    }
+
+    /// Copy the local file `src` to `path`, replacing it.
+    pub fn put(&self, src: &Path, path: &str) {
+        self.mtool("mcopy", &["-o", path_str(src), &format!("::{path}")]);
+    }
+
+    pub fn exists(&self, path: &str) -> bool {
+        self.command("mdir")
+            .args(["-b", &format!("::{path}")])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+
+    /// Names in a directory of the ESP.
+    pub fn ls(&self, path: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.mtool("mdir", &["-b", &format!("::{path}")]))
+            .lines()
+            .map(|l| {
+                l.trim_end_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
 }
 
-/// List a directory of the ESP (names only).
-pub fn esp_ls(disk: &Path, esp: &Part, path: &str) -> Vec<String> {
-    let img = format!("{}@@{}", disk.display(), esp.offset());
-    let out = Command::new("mdir")
-        .args(["-b", "-i", &img, &format!("::{path}")])
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "mdir {path}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            l.trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_string()
-        })
-        .filter(|l| !l.is_empty())
-        .collect()
-}
-
-/// A partition loop-mounted read-only with losetup + mount; released on drop.
-pub struct Mounted {
-    pub dir: tempfile::TempDir,
+/// A partition of a disk image on a loop device (losetup), mounted at
+/// `mountpoint`; unmounted and detached on drop.
+pub struct LoopMount {
+    mountpoint: PathBuf,
     loopdev: String,
 }
 
-impl Mounted {
-    pub fn new(disk: &Path, part: &Part) -> Self {
-        let loopdev = sh(
-            "losetup",
-            &[
-                "--find",
-                "--show",
-                "--read-only",
-                "--offset",
-                &part.offset().to_string(),
-                "--sizelimit",
-                &part.bytes().to_string(),
-                disk.to_str().unwrap(),
-            ],
-        )
-        .trim()
-        .to_string();
-        let dir = tempfile::tempdir().unwrap();
-        let m = Command::new("mount")
-            .args(["-o", "ro", &loopdev, dir.path().to_str().unwrap()])
-            .output()
-            .unwrap();
+impl LoopMount {
+    pub fn new(disk: &Path, part: &Part, mountpoint: &Path, read_only: bool) -> Self {
+        let (offset, size) = (part.offset().to_string(), part.bytes().to_string());
+        let mut args = vec!["--find", "--show"];
+        if read_only {
+            args.push("--read-only");
+        }
+        args.extend(["--offset", &offset, "--sizelimit", &size, path_str(disk)]);
+        let loopdev = sh("losetup", &args).trim().to_string();
+        let mut mount = Command::new("mount");
+        if read_only {
+            mount.args(["-o", "ro"]);
+        }
+        let m = mount.arg(&loopdev).arg(mountpoint).output().unwrap();
         if !m.status.success() {
             let _ = Command::new("losetup").args(["-d", &loopdev]).status();
             panic!("mount {loopdev}: {}", String::from_utf8_lossy(&m.stderr));
         }
-        Mounted { dir, loopdev }
+        LoopMount {
+            mountpoint: mountpoint.to_owned(),
+            loopdev,
+        }
+    }
+}
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mountpoint).status();
+        let _ = Command::new("losetup").args(["-d", &self.loopdev]).status();
+    }
+}
+
+/// A partition loop-mounted read-only in a temporary directory.
+pub struct Mounted {
+    // Unmounted before the directory goes.
+    _mount: LoopMount,
+    pub dir: tempfile::TempDir,
+}
+
+impl Mounted {
+    pub fn new(disk: &Path, part: &Part) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Mounted {
+            _mount: LoopMount::new(disk, part, dir.path(), true),
+            dir,
+        }
     }
 
     pub fn path(&self) -> &Path {
         self.dir.path()
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-        let _ = Command::new("losetup").args(["-d", &self.loopdev]).status();
     }
 }
 

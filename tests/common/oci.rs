@@ -117,7 +117,9 @@ pub fn filler(tag: &[u8], len: usize) -> Vec<u8> {
     out
 }
 
-fn layer_tar(entries: &[Entry]) -> Vec<u8> {
+/// An uncompressed tar of `entries`, in order (mtime fixed, so the same
+/// entries give the same bytes).
+pub fn layer_tar(entries: &[Entry]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for e in entries {
         let mut h = tar::Header::new_gnu();
@@ -161,21 +163,68 @@ fn layer_tar(entries: &[Entry]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-fn sha256(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
+/// `sha256:` of `data`.
+pub fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
-fn put_blob(dir: &Path, data: &[u8]) -> String {
+/// Store `data` as a blob of the layout `dir`; returns its `sha256:` digest.
+pub fn put_blob(dir: &Path, data: &[u8]) -> String {
     let d = sha256(data);
-    fs::write(dir.join("blobs/sha256").join(&d), data).unwrap();
-    format!("sha256:{d}")
+    fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    fs::write(
+        dir.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:")),
+        data,
+    )
+    .unwrap();
+    d
+}
+
+/// Add `entry` to the layout's index.json under `tag`, replacing what had
+/// that tag and keeping the other tags (several versions of an image can
+/// live in one layout, like `skopeo copy` into the same oci: directory
+/// makes).
+pub fn tag_in_index(dir: &Path, tag: &str, mut entry: serde_json::Value) {
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index_path = dir.join("index.json");
+    let mut index: serde_json::Value = match fs::read(&index_path) {
+        Ok(b) => serde_json::from_slice(&b).unwrap(),
+        Err(_) => serde_json::json!({"schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}),
+    };
+    entry["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": tag});
+    let manifests = index["manifests"].as_array_mut().unwrap();
+    manifests.retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] != tag);
+    manifests.push(entry);
+    fs::write(index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// Store image manifest `manifest` in the layout `dir` and tag it `tag`
+/// (with `platform` in the index entry, if given). Returns the manifest's
+/// bytes and digest.
+pub fn put_manifest(
+    dir: &Path,
+    tag: &str,
+    manifest: &serde_json::Value,
+    platform: Option<serde_json::Value>,
+) -> (Vec<u8>, String) {
+    let bytes = serde_json::to_vec(manifest).unwrap();
+    let digest = put_blob(dir, &bytes);
+    let mut entry = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": digest, "size": bytes.len()
+    });
+    if let Some(p) = platform {
+        entry["platform"] = p;
+    }
+    tag_in_index(dir, tag, entry);
+    (bytes, digest)
 }
 
 /// Write an OCI layout at `dir` with one uncompressed layer holding
 /// `entries`, tagged `tag`. Returns the `oci:` reference.
 pub fn write_layout(dir: &Path, tag: &str, entries: &[Entry]) -> String {
-    fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let layer = layer_tar(entries);
     let layer_digest = put_blob(dir, &layer);
     let config = serde_json::json!({
@@ -194,28 +243,7 @@ pub fn write_layout(dir: &Path, tag: &str, entries: &[Entry]) -> String {
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}]
     });
-    let manifest = serde_json::to_vec(&manifest).unwrap();
-    let manifest_digest = put_blob(dir, &manifest);
-    // Keep the layout's other tags: several versions of an image can live
-    // in one layout, like `skopeo copy` into the same oci: directory makes.
-    let index_path = dir.join("index.json");
-    let mut manifests: Vec<serde_json::Value> = std::fs::read(&index_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["manifests"].as_array().cloned())
-        .unwrap_or_default();
-    manifests.retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] != tag);
-    manifests.push(serde_json::json!({
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": manifest_digest, "size": manifest.len(),
-        "annotations": {"org.opencontainers.image.ref.name": tag}
-    }));
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": manifests
-    });
-    fs::write(index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    put_manifest(dir, tag, &manifest, None);
     format!("oci:{}:{tag}", dir.display())
 }
 

@@ -17,9 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-
-use super::oci::Entry;
+pub use super::oci::sha256;
+use super::oci::{Entry, layer_tar, put_blob, put_manifest, tag_in_index};
 
 // ---------------------------------------------------------------- images
 
@@ -46,10 +45,6 @@ pub struct Image {
     pub layers: Vec<Layer>,
 }
 
-pub fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
-
 /// Deterministic incompressible bytes; different seeds give different data.
 pub fn noise(seed: u32, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2654435761).max(1);
@@ -63,53 +58,9 @@ pub fn noise(seed: u32, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn tar_of(entries: &[Entry]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for e in entries {
-        let mut h = tar::Header::new_gnu();
-        h.set_mtime(1_700_000_000);
-        match e {
-            Entry::Dir {
-                path,
-                mode,
-                uid,
-                gid,
-            } => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(*mode);
-                h.set_uid(*uid);
-                h.set_gid(*gid);
-                h.set_size(0);
-                b.append_data(&mut h, format!("{path}/"), &[][..]).unwrap();
-            }
-            Entry::File {
-                path,
-                mode,
-                uid,
-                gid,
-                data,
-            } => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(*mode);
-                h.set_uid(*uid);
-                h.set_gid(*gid);
-                h.set_size(data.len() as u64);
-                b.append_data(&mut h, path, &data[..]).unwrap();
-            }
-            Entry::Symlink { path, target } => {
-                h.set_entry_type(tar::EntryType::Symlink);
-                h.set_mode(0o777);
-                h.set_size(0);
-                b.append_link(&mut h, path, target).unwrap();
-            }
-        }
-    }
-    b.into_inner().unwrap()
-}
-
 /// A gzip layer holding `entries`.
 pub fn layer(entries: &[Entry]) -> Layer {
-    let tar = tar_of(entries);
+    let tar = layer_tar(entries);
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(&tar).unwrap();
     let gz = enc.finish().unwrap();
@@ -147,34 +98,6 @@ pub struct ImageOpts {
     pub label: String,
 }
 
-fn put_blob(dir: &Path, data: &[u8]) -> String {
-    let d = sha256(data);
-    fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    fs::write(
-        dir.join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:")),
-        data,
-    )
-    .unwrap();
-    d
-}
-
-/// Add `entry` to the layout's index.json under `tag` (replacing the tag).
-fn tag_in_index(dir: &Path, tag: &str, mut entry: serde_json::Value) {
-    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let index_path = dir.join("index.json");
-    let mut index: serde_json::Value = match fs::read(&index_path) {
-        Ok(b) => serde_json::from_slice(&b).unwrap(),
-        Err(_) => serde_json::json!({"schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}),
-    };
-    entry["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": tag});
-    let manifests = index["manifests"].as_array_mut().unwrap();
-    manifests.retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] != tag);
-    manifests.push(entry);
-    fs::write(index_path, serde_json::to_vec(&index).unwrap()).unwrap();
-}
-
 /// Write an image with `layers` into the OCI layout `dir`, tagged `tag`
 /// (other tags in the layout are kept).
 pub fn write_image(dir: &Path, tag: &str, layers: &[Layer], opts: &ImageOpts) -> Image {
@@ -206,16 +129,11 @@ pub fn write_image(dir: &Path, tag: &str, layers: &[Layer], opts: &ImageOpts) ->
             "digest": l.digest, "size": l.gz.len()})).collect::<Vec<_>>(),
         "annotations": {"org.opencontainers.image.title": format!("cbootc-test-{}", opts.label)}
     });
-    let manifest = serde_json::to_vec(&manifest).unwrap();
-    let manifest_digest = put_blob(dir, &manifest);
-    tag_in_index(
+    let (manifest, manifest_digest) = put_manifest(
         dir,
         tag,
-        serde_json::json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest, "size": manifest.len(),
-            "platform": {"architecture": arch, "os": "linux"}
-        }),
+        &manifest,
+        Some(serde_json::json!({"architecture": arch, "os": "linux"})),
     );
     Image {
         manifest,

@@ -28,8 +28,80 @@ pub struct Deployment {
     pub root_uuid: String,
 }
 
-fn one_line(s: &str) -> String {
+pub fn one_line(s: &str) -> String {
     s.trim().to_owned()
+}
+
+/// Every test install's kernel argument ([`KARGS`]) is among `args`, the
+/// words of `cmdline`.
+pub fn kargs_present(args: &[&str], cmdline: &str) -> Result<()> {
+    for k in KARGS {
+        ensure!(
+            args.contains(k),
+            "--karg {k} missing from /proc/cmdline: {cmdline}"
+        );
+    }
+    Ok(())
+}
+
+/// The BLS entry of deployment `id` is the one GRUB booted: its `linux` is
+/// the deployment's kernel and `cmdline` (/proc/cmdline) is exactly its
+/// options after GRUB's `BOOT_IMAGE=`. Returns the entry's keys and values.
+pub fn booted_bls_entry(vm: &mut Vm, id: &str, cmdline: &str) -> Result<BTreeMap<String, String>> {
+    let bls = vm.ok(&format!("cat /boot/loader/entries/cbootc-{id}.conf"))?;
+    let bls: BTreeMap<String, String> = bls
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let linux = format!("/cbootc/{id}/vmlinuz");
+    ensure!(bls.get("linux") == Some(&linux), "BLS linux: {bls:?}");
+    let options = bls.get("options").context("BLS entry without options")?;
+    ensure!(
+        cmdline == format!("BOOT_IMAGE={linux} {options}"),
+        "the kernel command line is not the BLS entry's:\n  /proc/cmdline: {cmdline}\n  BLS options:   {options}"
+    );
+    Ok(bls)
+}
+
+/// The fs-verity digest of the composefs image `id` in the repository is
+/// its name.
+pub fn image_digest(vm: &mut Vm, id: &str) -> Result<()> {
+    let image = format!("/sysroot/composefs/images/{id}");
+    let digest = vm.ok(&format!(
+        "fsverity digest --hash-alg=sha512 --block-size=4096 {image}"
+    ))?;
+    ensure!(
+        digest.split_whitespace().next() == Some(&format!("sha512:{id}")),
+        "the fs-verity digest of {image} is {digest}"
+    );
+    Ok(())
+}
+
+/// /var/lib/cbootc/config.toml tracks the image reference `tracked`.
+pub fn tracks(vm: &mut Vm, tracked: &str) -> Result<()> {
+    let config = vm.ok("cat /var/lib/cbootc/config.toml")?;
+    ensure!(
+        config.contains(&format!("ref = \"{tracked}\"")),
+        "config.toml does not track {tracked}:\n{config}"
+    );
+    Ok(())
+}
+
+/// /etc is an overlay whose upper dir is deployment `id`'s: `value`
+/// written to /etc/`name` lands there.
+pub fn etc_upper(vm: &mut Vm, id: &str, name: &str, value: &str) -> Result<()> {
+    let etc_fs = one_line(&vm.ok("findmnt -n -o FSTYPE /etc")?);
+    ensure!(etc_fs == "overlay", "/etc is {etc_fs}");
+    vm.ok(&format!("echo {value} > /etc/{name}"))
+        .context("/etc is not writable")?;
+    let upper = one_line(&vm.ok(&format!("cat /sysroot/state/deploy/{id}/etc/upper/{name}"))?);
+    ensure!(
+        upper == value,
+        "/etc's upper dir has {upper:?}, expected {value}"
+    );
+    Ok(())
 }
 
 /// Wait for boot to finish; everything but `running` fails, with the failed
@@ -85,12 +157,7 @@ pub fn deployment(vm: &mut Vm, exp: &Expect) -> Result<(Deployment, String)> {
         "the kernel boots composefs id {id}, but the image's id (composefs crates) is {}",
         exp.id
     );
-    for k in KARGS {
-        ensure!(
-            args.contains(k),
-            "--karg {k} missing from /proc/cmdline: {cmdline}"
-        );
-    }
+    kargs_present(&args, &cmdline)?;
     let root_uuid = args
         .iter()
         .find_map(|a| a.strip_prefix("root=UUID="))
@@ -104,25 +171,10 @@ pub fn deployment(vm: &mut Vm, exp: &Expect) -> Result<(Deployment, String)> {
         entries.split_whitespace().collect::<Vec<_>>() == [want_entry.as_str()],
         "/boot/loader/entries has {entries:?}, expected just {want_entry}"
     );
-    let bls = vm.ok(&format!("cat /boot/loader/entries/{want_entry}"))?;
-    let bls: BTreeMap<&str, &str> = bls
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once(' '))
-        .collect();
-    let linux = format!("/cbootc/{id}/vmlinuz");
+    let bls = booted_bls_entry(vm, id, &cmdline)?;
     ensure!(
-        bls.get("linux") == Some(&linux.as_str()),
-        "BLS linux: {bls:?}"
-    );
-    ensure!(
-        bls.get("initrd") == Some(&format!("/cbootc/{id}/initramfs.img").as_str()),
+        bls.get("initrd") == Some(&format!("/cbootc/{id}/initramfs.img")),
         "BLS initrd: {bls:?}"
-    );
-    let options = bls.get("options").context("BLS entry without options")?;
-    ensure!(
-        cmdline == format!("BOOT_IMAGE={linux} {options}"),
-        "the kernel command line is not the BLS entry's:\n  /proc/cmdline: {cmdline}\n  BLS options:   {options}"
     );
     ensure!(
         bls.get("title")
@@ -189,14 +241,8 @@ pub fn deployment(vm: &mut Vm, exp: &Expect) -> Result<(Deployment, String)> {
         meta["algorithm"] == "fsverity-sha512-12",
         "repository meta.json: {meta}"
     );
+    image_digest(vm, id)?;
     let image = format!("/sysroot/composefs/images/{id}");
-    let digest = vm.ok(&format!(
-        "fsverity digest --hash-alg=sha512 --block-size=4096 {image}"
-    ))?;
-    ensure!(
-        digest.split_whitespace().next() == Some(&format!("sha512:{id}")),
-        "the fs-verity digest of {image} is {digest}"
-    );
     let measured = vm.run(&format!("fsverity measure {image}"))?;
     if exp.verity {
         ensure!(
@@ -228,26 +274,11 @@ pub fn deployment(vm: &mut Vm, exp: &Expect) -> Result<(Deployment, String)> {
             && record["deployments"].as_array().map(Vec::len) == Some(1),
         "deployments.json: {record}"
     );
-    let config = vm.ok("cat /var/lib/cbootc/config.toml")?;
-    ensure!(
-        config.contains(&format!("ref = \"{}\"", exp.tracked)),
-        "config.toml does not track {}:\n{config}",
-        exp.tracked
-    );
+    tracks(vm, exp.tracked)?;
 
     // --- /etc: the deployment's overlay, writable, upper dir in its state.
     let token = uuid::Uuid::new_v4().to_string();
-    let etc_fs = one_line(&vm.ok("findmnt -n -o FSTYPE /etc")?);
-    ensure!(etc_fs == "overlay", "/etc is {etc_fs}");
-    vm.ok(&format!("echo {token} > /etc/cbootc-e2e"))
-        .context("/etc is not writable")?;
-    let upper = one_line(&vm.ok(&format!(
-        "cat /sysroot/state/deploy/{id}/etc/upper/cbootc-e2e"
-    ))?);
-    ensure!(
-        upper == token,
-        "/etc's upper dir has {upper:?}, expected {token}"
-    );
+    etc_upper(vm, id, "cbootc-e2e", &token)?;
 
     // --- /var: the shared var of the root filesystem, through the
     // deployment's relative link.

@@ -18,15 +18,14 @@
 //! /usr/lib/systemd/system/timers.target.wants link, which systemctl does
 //! not count; the test checks the link and that the timer is active.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 
-use crate::checks::{self, Expect};
+use crate::checks::{self, Expect, one_line};
 use crate::common;
 use crate::common::registry::{CountingProxy, RegistryServer};
-use crate::fixture::{self, Ctx, KARGS, e2e, image, timing};
+use crate::fixture::{self, Ctx, e2e, image, timing};
 use crate::vm::{self, Vm};
 
 /// The repository name in the test registry.
@@ -184,6 +183,20 @@ fn lifecycle_switch_reboot_rollback() {
         let inst = fixture::ext4_install()?;
         let net = vm::user_net();
         let verity = crate::host_verity();
+        // The boots after the switch: deployment `id` of image `version`
+        // booted, the record holding `order`, v2 tracked.
+        let reboot = |ctx: &mut Ctx, boot: &str, id: &str, order: &[&str], version: &str| {
+            let mut vm = ctx.boot_with(boot, &inst.disk, false, vec![], 2048, &net)?;
+            checks::system_running(&mut vm)?;
+            let exp = Expect {
+                fs: "ext4",
+                verity,
+                tracked: &v2_remote,
+                id,
+            };
+            booted_among(&mut vm, &exp, order, version)?;
+            anyhow::Ok(vm)
+        };
 
         // --- boot 1: v1, as installed.
         let mut vm = ctx.boot_with("boot1-v1", &inst.disk, true, vec![], 2048, &net)?;
@@ -260,19 +273,7 @@ fn lifecycle_switch_reboot_rollback() {
         ctx.shutdown(vm, "reboot")?;
 
         // --- boot 2: v2 (a trial boot).
-        let mut vm = ctx.boot_with("boot2-v2", &inst.disk, false, vec![], 2048, &net)?;
-        checks::system_running(&mut vm)?;
-        booted_among(
-            &mut vm,
-            &Expect {
-                fs: "ext4",
-                verity,
-                tracked: &v2_remote,
-                id: &v2_id,
-            },
-            &[&v2_id, &v1_id],
-            "v2",
-        )?;
+        let mut vm = reboot(ctx, "boot2-v2", &v2_id, &[&v2_id, &v1_id], "v2")?;
         expect_file(&mut vm, "boot 2 (v2)", "/etc/cbootc-e2e-before", "before")?;
         expect_file(&mut vm, "boot 2 (v2)", "/etc/cbootc-e2e-after", "after")?;
         expect_file(&mut vm, "boot 2 (v2)", "/var/lib/cbootc-e2e-life", &token)?;
@@ -334,19 +335,7 @@ fn lifecycle_switch_reboot_rollback() {
         ctx.shutdown(vm, "reboot")?;
 
         // --- boot 3: v1 again.
-        let mut vm = ctx.boot_with("boot3-v1", &inst.disk, false, vec![], 2048, &net)?;
-        checks::system_running(&mut vm)?;
-        booted_among(
-            &mut vm,
-            &Expect {
-                fs: "ext4",
-                verity,
-                tracked: &v2_remote,
-                id: &v1_id,
-            },
-            &[&v1_id, &v2_id],
-            "v1",
-        )?;
+        let mut vm = reboot(ctx, "boot3-v1", &v1_id, &[&v1_id, &v2_id], "v1")?;
         expect_file(&mut vm, "boot 3 (v1)", "/var/lib/cbootc-e2e-life", &token)?;
         expect_file(&mut vm, "boot 3 (v1)", "/etc/cbootc-e2e-before", "before")?;
         expect_status(&mut vm, "boot 3 (v1)", &v1_id, None, Some(&v2_id))?;
@@ -381,12 +370,7 @@ pub fn booted_among(vm: &mut Vm, exp: &Expect, order: &[&str], version: &str) ->
         args.contains(&want_digest.as_str()),
         "the kernel did not boot {want_digest}: {cmdline}"
     );
-    for k in KARGS {
-        ensure!(
-            args.contains(k),
-            "--karg {k} missing from /proc/cmdline: {cmdline}"
-        );
-    }
+    checks::kargs_present(&args, &cmdline)?;
 
     // One BLS entry per deployment, the booted one exactly the command line.
     let entries = vm.ok("ls /boot/loader/entries")?;
@@ -398,22 +382,7 @@ pub fn booted_among(vm: &mut Vm, exp: &Expect, order: &[&str], version: &str) ->
         got == want,
         "/boot/loader/entries has {got:?}, expected {want:?}"
     );
-    let bls = vm.ok(&format!("cat /boot/loader/entries/cbootc-{id}.conf"))?;
-    let bls: BTreeMap<&str, &str> = bls
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once(' '))
-        .collect();
-    let linux = format!("/cbootc/{id}/vmlinuz");
-    ensure!(
-        bls.get("linux") == Some(&linux.as_str()),
-        "BLS linux: {bls:?}"
-    );
-    let options = bls.get("options").context("BLS entry without options")?;
-    ensure!(
-        cmdline == format!("BOOT_IMAGE={linux} {options}"),
-        "the kernel command line is not the BLS entry's:\n  /proc/cmdline: {cmdline}\n  BLS options:   {options}"
-    );
+    checks::booted_bls_entry(vm, id, &cmdline)?;
     for d in order {
         vm.ok(&format!(
             "test -s /boot/cbootc/{d}/vmlinuz && test -s /boot/cbootc/{d}/initramfs.img"
@@ -434,13 +403,7 @@ pub fn booted_among(vm: &mut Vm, exp: &Expect, order: &[&str], version: &str) ->
     let sysroot_fs = one_line(&vm.ok("findmnt -n -o FSTYPE /sysroot")?);
     ensure!(sysroot_fs == exp.fs, "/sysroot is {sysroot_fs}");
     for d in order {
-        let digest = vm.ok(&format!(
-            "fsverity digest --hash-alg=sha512 --block-size=4096 /sysroot/composefs/images/{d}"
-        ))?;
-        ensure!(
-            digest.split_whitespace().next() == Some(&format!("sha512:{d}")),
-            "the fs-verity digest of images/{d} is {digest}"
-        );
+        checks::image_digest(vm, d)?;
     }
 
     // The record: these deployments in this boot order.
@@ -457,26 +420,12 @@ pub fn booted_among(vm: &mut Vm, exp: &Expect, order: &[&str], version: &str) ->
         ids == order,
         "deployments.json boot order {ids:?}, expected {order:?}"
     );
-    let config = vm.ok("cat /var/lib/cbootc/config.toml")?;
-    ensure!(
-        config.contains(&format!("ref = \"{}\"", exp.tracked)),
-        "config.toml does not track {}:\n{config}",
-        exp.tracked
-    );
+    checks::tracks(vm, exp.tracked)?;
 
     // /etc: this deployment's overlay; /var: the shared one.
-    let etc_fs = one_line(&vm.ok("findmnt -n -o FSTYPE /etc")?);
-    ensure!(etc_fs == "overlay", "/etc is {etc_fs}");
     let probe = uuid::Uuid::new_v4().to_string();
-    vm.ok(&format!("echo {probe} > /etc/cbootc-e2e-probe"))
-        .context("/etc is not writable")?;
-    let upper = one_line(&vm.ok(&format!(
-        "cat /sysroot/state/deploy/{id}/etc/upper/cbootc-e2e-probe && rm /etc/cbootc-e2e-probe"
-    ))?);
-    ensure!(
-        upper == probe,
-        "/etc's upper dir has {upper:?}, expected {probe}"
-    );
+    checks::etc_upper(vm, id, "cbootc-e2e-probe", &probe)?;
+    vm.ok("rm /etc/cbootc-e2e-probe")?;
     let var = vm.ok("findmnt -n -o SOURCE /var")?;
     ensure!(
         var.trim().ends_with("[/state/os/default/var]"),
@@ -486,8 +435,4 @@ pub fn booted_among(vm: &mut Vm, exp: &Expect, order: &[&str], version: &str) ->
     let tv = one_line(&vm.ok("cat /usr/lib/cbootc-test-version")?);
     ensure!(tv == version, "test image version {tv}, expected {version}");
     Ok(())
-}
-
-fn one_line(s: &str) -> String {
-    s.trim().to_owned()
 }

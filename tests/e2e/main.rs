@@ -23,6 +23,7 @@
 //! | `podman_install_boots` | the README's `podman run … cbootc install to-disk` |
 //! | `verity_required_install_in_guest` | the ext4 install with two more disks, installing `--verity required` in the guest; then that disk |
 //! | `xfs_boots` | a `--filesystem xfs` install |
+//! | `sdboot::one_shot_entry_boots_once` | an `--uki` install with a second entry, twice: the default, then a one-shot set by cbootc's efivars code in the guest |
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -30,6 +31,7 @@ mod common;
 mod checks;
 mod fixture;
 mod lifecycle;
+mod sdboot;
 mod uki;
 mod vm;
 

@@ -35,8 +35,8 @@
 //! (`fw_path` = the directory GRUB was loaded from, `(ESP)/EFI/BOOT`; a
 //! Fedora patch Debian carries, visible as the `fw_path` string in the
 //! binary) and then `$prefix/grub.cfg`. Booted through shim from the
-//! removable path, `EFI/BOOT/grub.cfg` is therefore read (checked in QEMU,
-//! tests/uki.rs). Debian 12's signed GRUB 2.06 differs: it embeds
+//! removable path, `EFI/BOOT/grub.cfg` is therefore read (checked in QEMU
+//! with hand-rewritten ESPs; DESIGN.md "UKI, systemd-boot and Secure Boot"). Debian 12's signed GRUB 2.06 differs: it embeds
 //! `normal (memdisk)/grub.cfg`, a memdisk script that sources
 //! `$prefix/x86_64-efi/grub.cfg`, else `$prefix/grub.cfg`, else
 //! `$cmdpath/grub.cfg` — the prefix first. Writing the same file at both

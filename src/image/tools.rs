@@ -178,11 +178,35 @@ impl Tools for ImageTools {
             anyhow::bail!("the image has no {program}");
         }
         let mut cmd = Command::new("chroot");
-        cmd.arg(&self.root).arg(program);
+        // cbootc's $TMPDIR (a host path) means nothing inside the image:
+        // grub-mkstandalone fails with "cannot make temporary directory".
+        cmd.arg(&self.root).arg(program).env("TMPDIR", "/tmp");
         Ok(cmd)
     }
 
     fn scratch(&self) -> (&Path, &Path) {
         (&self.tmp, Path::new("/tmp"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_use_the_images_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("usr/bin")).unwrap();
+        std::fs::write(dir.path().join("usr/bin/prog"), "").unwrap();
+        let tools = ImageTools {
+            root: dir.path().to_path_buf(),
+            tmp: dir.path().join("tmp"),
+            mounts: Vec::new(),
+            image_loop: None,
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        let cmd = tools.command("prog").unwrap();
+        let tmpdir = cmd.get_envs().find(|(k, _)| *k == "TMPDIR");
+        assert_eq!(tmpdir, Some(("TMPDIR".as_ref(), Some("/tmp".as_ref()))));
     }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::*;
 
@@ -29,31 +29,70 @@ fn blkid(dev_or_file: &str, offset: u64, tag: &str) -> String {
     .to_string()
 }
 
-/// Install the test image and check everything on the disk.
-fn install_and_check(fs_type: &str) {
+/// Where install stages the image (`$TMPDIR`).
+#[derive(PartialEq)]
+enum Staging {
+    /// The default, `/var/tmp`.
+    VarTmp,
+    /// A tmpfs: like the container's overlayfs `/var/tmp` under `podman
+    /// run`, a filesystem the kernel refuses as the file of a file-backed
+    /// EROFS mount ("Block device required").
+    Tmpfs,
+}
+
+/// A tmpfs mounted on `dir` (created), unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: PathBuf) -> Tmpfs {
+        std::fs::create_dir(&dir).unwrap();
+        sh("mount", &["-t", "tmpfs", "tmpfs", path_str(&dir)]);
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Install the test image, staged as `staging` says, and check everything
+/// on the disk.
+fn install_and_check(fs_type: &str, staging: Staging) {
     require_root();
     let work = scratch();
     let (_img_dir, imgref) = oci::bootable_image(work.path(), "img");
     let disk = work.path().join("disk.raw");
-    let out = cbootc_ok(&[
-        "install",
-        "to-disk",
-        "--source",
-        &imgref,
-        "--target-imgref",
-        "docker://registry.example/os:stable",
-        "--filesystem",
-        fs_type,
-        "--karg",
-        "console=ttyS0",
-        "--size",
-        "2G",
-        path_str(&disk),
-    ]);
+    let tmpfs = (staging == Staging::Tmpfs).then(|| Tmpfs::mount(work.path().join("staging")));
+    let env: Vec<(&str, &Path)> = tmpfs.iter().map(|t| ("TMPDIR", t.0.as_path())).collect();
+    let out = cbootc_env_ok(
+        &[
+            "install",
+            "to-disk",
+            "--source",
+            &imgref,
+            "--target-imgref",
+            "docker://registry.example/os:stable",
+            "--filesystem",
+            fs_type,
+            "--karg",
+            "console=ttyS0",
+            "--size",
+            "2G",
+            path_str(&disk),
+        ],
+        &env,
+    );
+    drop(tmpfs);
     let log = stderr(&out);
     assert!(
         log.contains("qemu-system-x86_64"),
         "final message says how to boot: {log}"
+    );
+    assert!(
+        !log.contains("cannot run the image's own tools"),
+        "the image was not mounted: {log}"
     );
     assert_eq!(std::fs::metadata(&disk).unwrap().len(), 2 << 30);
 
@@ -189,15 +228,20 @@ fn install_and_check(fs_type: &str) {
 
 #[test]
 fn install_ext4() {
-    install_and_check("ext4");
+    install_and_check("ext4", Staging::VarTmp);
 }
 
 #[test]
 fn install_xfs() {
-    install_and_check("xfs");
+    install_and_check("xfs", Staging::VarTmp);
 }
 
 #[test]
 fn install_btrfs() {
-    install_and_check("btrfs");
+    install_and_check("btrfs", Staging::VarTmp);
+}
+
+#[test]
+fn install_staged_on_tmpfs() {
+    install_and_check("ext4", Staging::Tmpfs);
 }

@@ -5,16 +5,19 @@
 //! the image being installed, so a disk never mixes the host's and the
 //! image's versions (a newer host `mkfs.xfs` can enable features the image's
 //! kernel cannot mount). The image is mounted read-only from the repository
-//! and programs run chrooted into it, with `/dev` bound in (they open loop
-//! devices) and a private tmpfs at `/tmp` as their scratch space.
+//! (through a loop device, see `mount_image`) and programs run chrooted
+//! into it, with `/dev` bound in (they open loop devices) and a private
+//! tmpfs at `/tmp` as their scratch space.
 
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
 use composefs::fsverity::FsVerityHashValue;
-use composefs::mount::MountOptions;
+use composefs::mount::{MountOptions, VerityRequirement};
 
+use crate::disk::loopdev::LoopDevice;
 use crate::disk::mount::Mount;
 use crate::repo::{ObjectId, Repo};
 use crate::util::command::Tools;
@@ -31,6 +34,9 @@ pub struct ImageTools {
     tmp: PathBuf,
     // Unmounted in reverse order on drop: submounts first, the image last.
     mounts: Vec<Mount>,
+    /// The loop device the image's EROFS is mounted from, detached after
+    /// the mounts are gone.
+    image_loop: Option<LoopDevice>,
     _dir: tempfile::TempDir,
 }
 
@@ -50,12 +56,13 @@ impl ImageTools {
             .tempdir()
             .context("creating a mount point for the image")?;
         let root = dir.path().to_path_buf();
-        repo.mount_at(&id.to_hex(), &root, &MountOptions::default())
+        let image_loop = mount_image(repo, id, &root)
             .with_context(|| format!("mounting the image at {}", root.display()))?;
         let mut tools = ImageTools {
             root: root.clone(),
             tmp: root.join("tmp"),
             mounts: Vec::new(),
+            image_loop: Some(image_loop),
             _dir: dir,
         };
         // Adopt the composefs mount so it is unmounted on every path.
@@ -104,6 +111,9 @@ impl ImageTools {
         while let Some(m) = self.mounts.pop() {
             m.unmount()?;
         }
+        if let Some(lo) = self.image_loop.take() {
+            lo.detach()?;
+        }
         Ok(())
     }
 }
@@ -113,7 +123,53 @@ impl Drop for ImageTools {
         while let Some(m) = self.mounts.pop() {
             drop(m);
         }
+        drop(self.image_loop.take());
     }
+}
+
+/// Mount image `id` of `repo` on `root` (composefs: its EROFS image under
+/// an overlayfs over the repository's objects), with the EROFS read through
+/// a loop device, which is returned and must outlive the mount.
+///
+/// composefs' `Repository::mount_at` hands the kernel the image *file*
+/// (file-backed EROFS, Linux ≥ 6.12), which the kernel accepts only from a
+/// filesystem that can read pages for it (ext4, xfs, btrfs), and refuses
+/// from overlayfs or tmpfs with ENOTBLK ("Block device required"). Install
+/// stages its repository in `/var/tmp`, which inside `podman run` is the
+/// container's overlayfs: the image could not be mounted there, and install
+/// fell back to the host's tools. A loop device reads any file on any
+/// kernel, and [`LoopDevice`] copes with a container's `/dev` snapshot,
+/// which composefs' own loop fallback (its `rhel9` feature) does not.
+fn mount_image(repo: &Repo, id: &ObjectId, root: &Path) -> Result<LoopDevice> {
+    let name = id.to_hex();
+    // open_image checks the file's fs-verity digest where the repository
+    // requires it, and says whether the overlay must require it too.
+    let (image, verity) = repo.open_image(&name)?;
+    let fd_link = format!("/proc/self/fd/{}", image.as_raw_fd());
+    let path = std::fs::read_link(&fd_link).with_context(|| format!("reading {fd_link}"))?;
+    let image_loop = LoopDevice::attach(&path, 0, 0, true)?;
+    let dev: OwnedFd = std::fs::File::open(image_loop.path())
+        .with_context(|| format!("opening {}", image_loop.path().display()))?
+        .into();
+    let verity = if verity {
+        VerityRequirement::Required
+    } else {
+        VerityRequirement::Disabled
+    };
+    let objects = repo
+        .objects_dir()
+        .context("opening the repository's objects")?;
+    // Given a block device, composefs mounts it as it is (its EROFS source
+    // is the fd's /proc/self/fd path, which resolves to the device node).
+    let mnt = composefs::mount::composefs_fsmount(
+        dev,
+        &name,
+        &[objects.as_fd()],
+        verity,
+        &MountOptions::default(),
+    )?;
+    composefs::mount::mount_at(mnt, rustix::fs::CWD, root)?;
+    Ok(image_loop)
 }
 
 impl Tools for ImageTools {
@@ -122,11 +178,35 @@ impl Tools for ImageTools {
             anyhow::bail!("the image has no {program}");
         }
         let mut cmd = Command::new("chroot");
-        cmd.arg(&self.root).arg(program);
+        // cbootc's $TMPDIR (a host path) means nothing inside the image:
+        // grub-mkstandalone fails with "cannot make temporary directory".
+        cmd.arg(&self.root).arg(program).env("TMPDIR", "/tmp");
         Ok(cmd)
     }
 
     fn scratch(&self) -> (&Path, &Path) {
         (&self.tmp, Path::new("/tmp"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_use_the_images_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("usr/bin")).unwrap();
+        std::fs::write(dir.path().join("usr/bin/prog"), "").unwrap();
+        let tools = ImageTools {
+            root: dir.path().to_path_buf(),
+            tmp: dir.path().join("tmp"),
+            mounts: Vec::new(),
+            image_loop: None,
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        let cmd = tools.command("prog").unwrap();
+        let tmpdir = cmd.get_envs().find(|(k, _)| *k == "TMPDIR");
+        assert_eq!(tmpdir, Some(("TMPDIR".as_ref(), Some("/tmp".as_ref()))));
     }
 }

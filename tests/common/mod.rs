@@ -30,8 +30,14 @@ pub fn cbootc_bin() -> PathBuf {
 
 /// Run `cbootc ARGS…` and return its output.
 pub fn cbootc(args: &[&str]) -> Output {
+    cbootc_env(args, &[])
+}
+
+/// Like [`cbootc`], with extra environment variables.
+pub fn cbootc_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
     Command::new(cbootc_bin())
         .args(args)
+        .envs(env.iter().copied())
         .env("CBOOTC_CONTAINERENV", "/nonexistent/.containerenv")
         .output()
         .expect("running cbootc")
@@ -39,7 +45,12 @@ pub fn cbootc(args: &[&str]) -> Output {
 
 /// Like [`cbootc`], asserting success and echoing its log.
 pub fn cbootc_ok(args: &[&str]) -> Output {
-    let out = cbootc(args);
+    cbootc_env_ok(args, &[])
+}
+
+/// Like [`cbootc_env`], asserting success and echoing its log.
+pub fn cbootc_env_ok(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let out = cbootc_env(args, env);
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success(),

@@ -170,11 +170,15 @@ fn podman_install_boots() {
             inst.log.contains(&format!("tracking {tracked}")),
             "the install does not track {tracked}"
         );
-        // Known: the staging repository is on the container's overlayfs,
-        // which the kernel refuses as the backing file of an EROFS mount, so
-        // cbootc cannot mount the image to run its tools and falls back to
-        // the container's own (the same image). Reported; the disk is fine.
-        let bad = unexpected_warnings(&inst.log, &["cannot run the image's own tools"]);
+        // The staging repository is on the container's overlayfs, which the
+        // kernel refuses as the file of a file-backed EROFS mount: the image
+        // must be mounted through a loop device, not fall back to the
+        // container's tools.
+        ensure!(
+            !inst.log.contains("cannot run the image's own tools"),
+            "the install could not mount the image to run its tools"
+        );
+        let bad = unexpected_warnings(&inst.log, &[]);
         ensure!(bad.is_empty(), "install warnings: {bad:#?}");
         let mut vm = ctx.boot("boot", &inst.disk, true, vec![], 2048)?;
         checks::deployment(

@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
+use cbootc::boot::systemd_boot;
+
 use crate::common;
 use crate::fixture::{self, Ctx, e2e, host, image, timing};
 use crate::vm::{self, Drive, Firmware, Format, Vm};
@@ -210,9 +212,13 @@ fn booted(vm: &mut Vm, style: Style, id: &str, version: &str) -> Result<()> {
             info.starts_with("systemd-boot"),
             "LoaderInfo is {info:?}: not booted by systemd-boot"
         );
+        // A trial entry carries a boot counter (cbootc-<id>+0-1.conf by
+        // the time it runs); whether systemd-boot's entry id keeps it
+        // depends on its version.
         let entry = efivar_string(vm, "LoaderEntrySelected", LOADER_GUID)?;
+        let selected = systemd_boot::parse_entry_file_name(&entry).map(|e| e.id);
         ensure!(
-            entry == format!("cbootc-{id}.conf"),
+            selected.as_deref() == Some(id),
             "systemd-boot booted entry {entry:?}, expected cbootc-{id}.conf"
         );
         ensure!(
@@ -311,16 +317,7 @@ fn cycle(ctx: &mut Ctx, style: Style, extra: &[&str]) -> Result<()> {
         v2.id
     );
     if style.uki() {
-        vm.ok(&format!(
-            "test -f /boot/cbootc/{}/uki.efi && test -f /boot/loader/entries/cbootc-{}.conf",
-            v2.id, v2.id
-        ))
-        .context("the switch wrote no UKI / entry for v2")?;
-        let conf = vm.ok("cat /boot/loader/loader.conf")?;
-        ensure!(
-            conf.contains(&format!("cbootc-{}.conf", v2.id)),
-            "loader.conf does not default to v2:\n{conf}"
-        );
+        trial_staged(&mut vm, &v2.id)?;
     }
     vm.ok("umount /run/oci && sync")?;
     ctx.shutdown(vm, "reboot")?;
@@ -328,6 +325,9 @@ fn cycle(ctx: &mut Ctx, style: Style, extra: &[&str]) -> Result<()> {
     // Boot 2: v2; roll back.
     let mut vm = ctx.boot("boot2-v2", &inst.disk, false, vec![], 2048)?;
     booted(&mut vm, style, &v2.id, "v2")?;
+    if style.uki() {
+        trial_confirmed(&mut vm, &v2.id)?;
+    }
     let out = vm.ok("cbootc rollback 2>&1")?;
     eprintln!("e2e: {name}: cbootc rollback:\n{}", vm::tail_text(&out, 10));
     if style.uki() {
@@ -341,10 +341,138 @@ fn cycle(ctx: &mut Ctx, style: Style, extra: &[&str]) -> Result<()> {
     ctx.shutdown(vm, "reboot")?;
 
     // Boot 3: v1 again.
-    let mut vm = ctx.boot("boot3-v1", &inst.disk, false, vec![], 2048)?;
+    let drives = if style == Style::Uki {
+        vec![Drive::new(&layout, Format::Raw, "oci").read_only()]
+    } else {
+        vec![]
+    };
+    let mut vm = ctx.boot("boot3-v1", &inst.disk, false, drives, 2048)?;
     booted(&mut vm, style, &v1.id, "v1")?;
     let status = vm.ok("cbootc status")?;
     eprintln!("e2e: {name}: cbootc status after the rollback:\n{status}");
+    if style == Style::Uki {
+        return failed_trial(ctx, vm, &inst.disk);
+    }
+    ctx.shutdown(vm, "poweroff")
+}
+
+/// The ESP's `loader/entries/` file names.
+fn entries(vm: &mut Vm) -> Result<Vec<String>> {
+    Ok(vm
+        .ok("ls /boot/loader/entries")?
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// After `cbootc switch`: the new entry is on trial (one try left) and
+/// loader.conf defaults to the first cbootc entry that is not bad.
+fn trial_staged(vm: &mut Vm, id: &str) -> Result<()> {
+    vm.ok(&format!("test -f /boot/cbootc/{id}/uki.efi"))
+        .context("the switch wrote no UKI for the new deployment")?;
+    let names = entries(vm)?;
+    let trial = format!("cbootc-{id}+1.conf");
+    ensure!(
+        names.contains(&trial),
+        "no trial entry {trial} after the switch: {names:?}"
+    );
+    let conf = vm.ok("cat /boot/loader/loader.conf")?;
+    ensure!(
+        conf.lines().any(|l| l.trim() == "default cbootc-*"),
+        "loader.conf during a trial:\n{conf}"
+    );
+    Ok(())
+}
+
+/// On the trial deployment's first boot, once up: cbootc-boot-complete
+/// confirmed it — the entry has its plain name, loader.conf names it.
+fn trial_confirmed(vm: &mut Vm, id: &str) -> Result<()> {
+    let names = entries(vm)?;
+    ensure!(
+        names.contains(&format!("cbootc-{id}.conf")) && !names.iter().any(|n| n.contains('+')),
+        "after the confirmed trial the entries are {names:?}"
+    );
+    let conf = vm.ok("cat /boot/loader/loader.conf")?;
+    ensure!(
+        conf.lines()
+            .any(|l| l.trim() == format!("default cbootc-{id}.conf")),
+        "after the confirmed trial loader.conf is:\n{conf}"
+    );
+    let log = vm.ok("journalctl -b -o cat -u cbootc-boot-complete.service")?;
+    ensure!(
+        log.contains("booted: confirmed"),
+        "cbootc-boot-complete.service did not confirm the trial:\n{log}"
+    );
+    Ok(())
+}
+
+/// systemd-boot's automatic rollback, on the `--uki` disk booted into v1
+/// (after the rollback) with the OCI layout disk attached: `cbootc switch`
+/// to v2 again (a new trial); the trial entry gets
+/// `systemd.mask=cbootc-boot-complete.service` (and systemd-bless-boot's),
+/// so the v2 boot comes up but is never confirmed, and its kernel is crashed (a reset, as by a
+/// watchdog). The next boot must be v1, chosen by systemd-boot alone, and
+/// cbootc must have rolled back: v1 the default, v2 marked failed.
+fn failed_trial(ctx: &mut Ctx, mut vm: Vm, disk: &Path) -> Result<()> {
+    let (v1, v2) = (image()?, image_v2()?);
+    let name = ctx.name.clone();
+    vm.ok("mkdir -p /run/oci && mount -o ro /dev/disk/by-id/virtio-oci /run/oci")?;
+    vm.ok_timeout(
+        &format!("cbootc switch oci:/run/oci:{V2_TAG} 2>&1"),
+        Duration::from_secs(1200),
+    )?;
+    trial_staged(&mut vm, &v2.id)?;
+    // With Secure Boot off, systemd-stub takes the entry's options as the
+    // command line.
+    let trial = format!("/boot/loader/entries/cbootc-{}+1.conf", v2.id);
+    vm.ok(&format!(
+        "sed -i 's/^options .*/& systemd.mask=cbootc-boot-complete.service systemd.mask=systemd-bless-boot.service/' {trial} && grep -q 'systemd.mask=cbootc-boot-complete' {trial}"
+    ))?;
+    vm.ok("umount /run/oci && sync")?;
+    ctx.shutdown(vm, "reboot")?;
+
+    // Boot 4: the trial. systemd-boot has consumed its one try.
+    let mut vm = ctx.boot("boot4-v2-trial", disk, false, vec![], 2048)?;
+    booted(&mut vm, Style::Uki, &v2.id, "v2")?;
+    let names = entries(&mut vm)?;
+    ensure!(
+        names.contains(&format!("cbootc-{}+0-1.conf", v2.id)),
+        "systemd-boot did not count the try: {names:?}"
+    );
+    let state = vm.run("systemctl is-enabled cbootc-boot-complete.service")?;
+    ensure!(
+        state.text.trim().starts_with("masked"),
+        "cbootc-boot-complete.service is {:?} on the trial boot",
+        state.text.trim()
+    );
+    let took = vm.end_with("echo c > /proc/sysrq-trigger", Duration::from_secs(120))?;
+    timing(&format!("{name}-boot4-v2-trial: crash to QEMU exit"), took);
+
+    // Boot 5: systemd-boot passes over the bad entry; cbootc rolls back.
+    let mut vm = ctx.boot("boot5-v1-fallback", disk, false, vec![], 2048)?;
+    booted(&mut vm, Style::Uki, &v1.id, "v1")?;
+    let log = vm.ok("journalctl -b -o cat -u cbootc-boot-complete.service")?;
+    ensure!(
+        log.contains("did not finish booting; rolled back"),
+        "cbootc-boot-complete.service did not roll back:\n{log}"
+    );
+    let names = entries(&mut vm)?;
+    ensure!(
+        !names.iter().any(|n| n.contains('+')),
+        "after the rollback an entry still has a counter: {names:?}"
+    );
+    let conf = vm.ok("cat /boot/loader/loader.conf")?;
+    ensure!(
+        conf.lines()
+            .any(|l| l.trim() == format!("default cbootc-{}.conf", v1.id)),
+        "after the automatic rollback loader.conf is:\n{conf}"
+    );
+    let status = vm.ok("cbootc status")?;
+    eprintln!("e2e: {name}: cbootc status after the failed trial:\n{status}");
+    ensure!(
+        status.contains("FAILED TO BOOT"),
+        "cbootc status does not show v2 failed:\n{status}"
+    );
     ctx.shutdown(vm, "poweroff")
 }
 

@@ -571,19 +571,29 @@ impl Vm {
     /// Shut the guest down with `systemctl VERB` (poweroff or reboot; QEMU
     /// runs with -no-reboot, so both end the process) and wait for QEMU to
     /// exit. Returns how long the shutdown took.
-    pub fn shutdown(mut self, verb: &str, timeout: Duration) -> Result<Duration> {
+    pub fn shutdown(self, verb: &str, timeout: Duration) -> Result<Duration> {
+        self.end_with(&format!("systemctl {verb}"), timeout)
+    }
+
+    /// Type `cmd` (which must end the guest: a shutdown, or a kernel crash
+    /// with `echo c > /proc/sysrq-trigger`, which `panic=-1` turns into a
+    /// reset) and wait for QEMU to exit cleanly, its disks flushed.
+    pub fn end_with(mut self, cmd: &str, timeout: Duration) -> Result<Duration> {
         let t0 = Instant::now();
-        self.send(&format!("systemctl {verb}\n"))?;
+        self.send(&format!("{cmd}\n"))?;
         let deadline = t0 + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
                 if !status.success() {
-                    bail!("QEMU exited with {status} after `systemctl {verb}`");
+                    bail!("QEMU exited with {status} after `{cmd}`");
                 }
                 return Ok(t0.elapsed());
             }
             if Instant::now() > deadline {
-                bail!("the guest did not {verb} within {} s", timeout.as_secs());
+                bail!(
+                    "QEMU did not exit within {} s of `{cmd}`",
+                    timeout.as_secs()
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }

@@ -282,10 +282,19 @@ impl LoopDevice {
     /// a short wait; the kernel then frees it when that user closes it,
     /// because of `LO_FLAGS_AUTOCLEAR`.
     pub fn detach(mut self) -> Result<()> {
-        self.detach_inner()
+        self.detach_inner(true)
     }
 
-    fn detach_inner(&mut self) -> Result<()> {
+    /// Detach the device without waiting for its last user: for a device
+    /// whose user goes away asynchronously — an EROFS whose superblock the
+    /// kernel releases some time after the overlay over it is unmounted
+    /// (composefs mounts it through a lazily detached mount before Linux
+    /// 6.15). `LO_FLAGS_AUTOCLEAR` frees the device then.
+    pub fn release(mut self) -> Result<()> {
+        self.detach_inner(false)
+    }
+
+    fn detach_inner(&mut self, wait: bool) -> Result<()> {
         let Some(dev) = self.dev.take() else {
             return Ok(());
         };
@@ -303,7 +312,7 @@ impl LoopDevice {
         // autoclear; with none, the release happens on this close.
         drop(dev);
         let deadline = Instant::now() + Duration::from_secs(2);
-        while self.still_bound() {
+        while wait && self.still_bound() {
             if Instant::now() > deadline {
                 bail!(
                     "loop device {shown} is still in use after detaching it (is a filesystem on it still mounted?); the kernel frees it once it is released"
@@ -332,7 +341,7 @@ impl LoopDevice {
 
 impl Drop for LoopDevice {
     fn drop(&mut self) {
-        if let Err(e) = self.detach_inner() {
+        if let Err(e) = self.detach_inner(true) {
             tracing::warn!("{e:#}");
         }
     }
@@ -809,6 +818,23 @@ pub(crate) mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(!is_bound(&dir, &backing));
+    }
+
+    #[test]
+    fn release_leaves_a_busy_device_to_autoclear() {
+        let img = image_with_marker(4 * MIB, 0, b"x");
+        let lo = LoopDevice::attach(img.path(), 0, 0, true).unwrap();
+        let other = File::open(lo.path()).unwrap();
+        let dir = lo.sysfs.clone();
+        let backing = sysfs(&lo, "backing_file");
+        lo.release().unwrap();
+        assert!(is_bound(&dir, &backing), "freed while still open");
+        drop(other);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while is_bound(&dir, &backing) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!is_bound(&dir, &backing), "not freed after the last close");
     }
 
     #[test]

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use super::boot_files;
-use crate::boot::menu;
 use crate::host::Host;
 use crate::repo::Repo;
 
@@ -56,7 +55,9 @@ pub fn prune(host: &mut Host, repo: Arc<Repo>, keep: usize) -> Result<PruneRepor
     if !report.deployments.is_empty() {
         host.record.save(&host.state.record())?;
     }
-    menu::write_menu(&host.record, host.esp())?;
+    // Not a plain write_menu: the upgrade just made the first deployment a
+    // trial, which on systemd-boot is the name of its entry.
+    super::trial::rewrite_menu(host)?;
 
     let live: Vec<&str> = host
         .record

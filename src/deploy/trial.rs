@@ -133,6 +133,20 @@ fn clear(host: &Host) -> Result<()> {
     }
 }
 
+/// Regenerate the menu from the record (e.g. after pruning) keeping a
+/// pending trial of the first deployment pending: on systemd-boot the trial
+/// lives in the entry's name, which a plain [`menu::write_menu`] would
+/// reset. GRUB's trial lives in grubenv, which the menu leaves alone.
+pub fn rewrite_menu(host: &Host) -> Result<()> {
+    let first = &host.record.deployments[0].id;
+    if host.record.bootloader == Bootloader::SystemdBoot
+        && pending(host)?.as_ref() == Some(first)
+    {
+        return menu::write_systemd_boot_trial_menu(&host.record, host.esp());
+    }
+    menu::write_menu(&host.record, host.esp())
+}
+
 /// Forget a pending trial (after a rollback changes the default).
 pub fn cancel(host: &Host) -> Result<()> {
     if pending(host)?.is_some() {

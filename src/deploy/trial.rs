@@ -139,9 +139,7 @@ fn clear(host: &Host) -> Result<()> {
 /// reset. GRUB's trial lives in grubenv, which the menu leaves alone.
 pub fn rewrite_menu(host: &Host) -> Result<()> {
     let first = &host.record.deployments[0].id;
-    if host.record.bootloader == Bootloader::SystemdBoot
-        && pending(host)?.as_ref() == Some(first)
-    {
+    if host.record.bootloader == Bootloader::SystemdBoot && pending(host)?.as_ref() == Some(first) {
         return menu::write_systemd_boot_trial_menu(&host.record, host.esp());
     }
     menu::write_menu(&host.record, host.esp())

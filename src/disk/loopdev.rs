@@ -764,10 +764,7 @@ pub(crate) mod tests {
         lo.close_without_detach();
         // The last close releases the device (drivers/block/loop.c
         // lo_release → __loop_clr_fd), possibly a moment later.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while is_bound(&dir, &backing) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_unbound(&dir, &backing);
         assert!(!is_bound(&dir, &backing));
     }
 
@@ -813,11 +810,16 @@ pub(crate) mod tests {
         assert!(is_bound(&dir, &backing));
         // AUTOCLEAR was armed by LOOP_CLR_FD: the last close frees it.
         drop(other);
+        wait_unbound(&dir, &backing);
+        assert!(!is_bound(&dir, &backing));
+    }
+
+    /// Wait up to 2 s for the kernel to free the device (autoclear).
+    fn wait_unbound(dir: &Path, backing: &str) {
         let deadline = Instant::now() + Duration::from_secs(2);
-        while is_bound(&dir, &backing) && Instant::now() < deadline {
+        while is_bound(dir, backing) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(!is_bound(&dir, &backing));
     }
 
     #[test]
@@ -830,10 +832,7 @@ pub(crate) mod tests {
         lo.release().unwrap();
         assert!(is_bound(&dir, &backing), "freed while still open");
         drop(other);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while is_bound(&dir, &backing) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_unbound(&dir, &backing);
         assert!(!is_bound(&dir, &backing), "not freed after the last close");
     }
 

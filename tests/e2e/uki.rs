@@ -4,10 +4,14 @@
 //! the whole cycle on the booted system, in three boots:
 //!
 //! 1. v1 as installed: checks; the OCI layout (v1 and v2) on a read-only
-//!    disk; `cbootc switch oci:/run/oci:e2e-v2`; reboot;
+//!    disk; `cbootc switch oci:/run/oci:e2e-v2` (on systemd-boot a trial:
+//!    entry `cbootc-<v2>+1.conf`, `default cbootc-*`); reboot;
 //! 2. v2 (its UKI built by the v2 image's ukify, signed with the persisted
-//!    key under Secure Boot): checks; `cbootc rollback`; reboot;
-//! 3. v1 again: checks; poweroff.
+//!    key under Secure Boot): checks; on systemd-boot the trial confirmed
+//!    (plain entry name, exact default); `cbootc rollback`; reboot;
+//! 3. v1 again: checks; poweroff — except for `--uki`, which goes on with a
+//!    failed trial ([`failed_trial`]: a v2 boot never confirmed and
+//!    crashed, then v1 chosen by systemd-boot and rolled back to by cbootc).
 //!
 //! Each boot checks: `running`; the composefs id of `/proc/cmdline` and of
 //! `/`; `/usr/lib/cbootc-test-version`; systemd-boot's

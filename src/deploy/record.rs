@@ -91,7 +91,8 @@ pub struct Deployment {
     pub manifest_digest: String,
     /// The image's OCI `created` time.
     pub created: Option<String>,
-    /// When cbootc deployed it (RFC 3339).
+    /// When cbootc deployed it (RFC 3339; compare with
+    /// [`Deployment::deployed_after`], not as strings).
     pub deployed_at: String,
     /// Menu title, from os-release.
     pub title: String,
@@ -106,6 +107,13 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// Whether this deployment was made no earlier than `other`, comparing
+    /// `deployed_at` as times: records written with whole seconds and with
+    /// fractions do not order correctly as strings ("27Z" > "27.5Z").
+    pub fn deployed_after(&self, other: &Deployment) -> bool {
+        let t = |d: &Deployment| chrono::DateTime::parse_from_rfc3339(&d.deployed_at).ok();
+        t(self) >= t(other)
+    }
     /// The record entry for a freshly deployed image.
     pub fn from_image(image: &crate::image::import::ImportedImage) -> Self {
         Deployment {
@@ -113,7 +121,9 @@ impl Deployment {
             imgref: image.imgref.to_string(),
             manifest_digest: image.manifest_digest.clone(),
             created: image.created.clone(),
-            deployed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            // Sub-second: an install and an upgrade within one second must
+            // still be ordered (see [`Deployment::deployed_after`]).
+            deployed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             title: image.os_release.title(),
             version: image.os_release.version(),
             kver: image.kver(),

@@ -187,7 +187,8 @@ pub fn finalize(host: &Host) -> Result<Option<String>> {
     let Some(first) = host.record.deployments.first() else {
         return Ok(None);
     };
-    if first.id == host.booted || first.deployed_at < booted_deployed_at(host) {
+    let booted = host.record.find(&host.booted);
+    if first.id == host.booted || booted.is_some_and(|b| !first.deployed_after(b)) {
         // Nothing staged (or a rollback is queued: an older deployment keeps
         // its own /etc, as it was).
         return Ok(None);
@@ -198,13 +199,6 @@ pub fn finalize(host: &Host) -> Result<Option<String>> {
         Some(&host.paths.etc),
     )?;
     Ok(Some(first.id.clone()))
-}
-
-fn booted_deployed_at(host: &Host) -> String {
-    host.record
-        .find(&host.booted)
-        .map(|d| d.deployed_at.clone())
-        .unwrap_or_default()
 }
 
 /// Free bytes for an unprivileged writer on the filesystem of `path`.

@@ -43,7 +43,7 @@ pub fn classify<'a>(record: &'a Record, booted: &str) -> Option<Classified<'a>> 
             rollback: others().next(),
             rollback_queued: false,
         }
-    } else if first.deployed_at >= booted.deployed_at {
+    } else if first.deployed_after(booted) {
         Classified {
             booted,
             staged: Some(first),

@@ -114,6 +114,7 @@ impl Deployment {
         let t = |d: &Deployment| chrono::DateTime::parse_from_rfc3339(&d.deployed_at).ok();
         t(self) >= t(other)
     }
+
     /// The record entry for a freshly deployed image.
     pub fn from_image(image: &crate::image::import::ImportedImage) -> Self {
         Deployment {

@@ -24,7 +24,6 @@ use anyhow::{Context, Result, bail};
 use super::boot_files;
 use super::etc_merge;
 use super::trial;
-use crate::boot::menu;
 use crate::boot::secureboot::KeyPair;
 use crate::deploy::record::Bootloader;
 use crate::host::Host;
@@ -141,7 +140,8 @@ pub fn stage(
     host.record.move_to_front(&host.booted);
     host.record.deployments.insert(0, entry);
     host.record.save(&host.state.record())?;
-    menu::write_menu(&host.record, host.esp())?;
+    // The firmware's LoaderEntryDefault would override the new menu; gone
+    // first, the old menu (still naming the booted deployment) applies.
     host.sync_firmware_default()?;
     trial::start(host)?;
     Ok(Staged::New { id, etc })

@@ -61,11 +61,14 @@ fn env_path(host: &Host) -> PathBuf {
     host.esp().join("grub/grubenv")
 }
 
-/// Start a trial boot of the record's first deployment (already written
-/// as the default by [`menu::write_menu`]), falling back to the booted one.
+/// Write the menu with the record's first deployment as the default, on
+/// trial: its first boot falls back to the booted one unless confirmed.
+/// GRUB's trial variables go after grub.cfg, so a crash in between leaves a
+/// plain new default.
 pub fn start(host: &Host) -> Result<()> {
     match host.record.bootloader {
         Bootloader::Grub => {
+            menu::write_menu(&host.record, host.esp())?;
             let new = menu::grub_entry_id(&host.record.deployments[0].id);
             let fallback = menu::grub_entry_id(&host.booted);
             grubenv::update(

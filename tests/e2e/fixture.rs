@@ -24,6 +24,8 @@ pub const KARGS: &[&str] = &[
     "panic=-1",
 ];
 
+const GIB: f64 = (1u64 << 30) as f64;
+
 /// Size of every installed disk.
 pub const DISK_SIZE: &str = "4G";
 
@@ -188,20 +190,37 @@ pub struct Image {
 pub fn image() -> Result<&'static Image> {
     static IMAGE: OnceLock<std::result::Result<Image, String>> = OnceLock::new();
     IMAGE
-        .get_or_init(|| build_image().map_err(|e| format!("{e:#}")))
+        .get_or_init(|| build_image("v1", "e2e").map_err(|e| format!("{e:#}")))
         .as_ref()
         .map_err(|e| anyhow::anyhow!("building the test image failed: {e}"))
 }
 
-fn build_image() -> Result<Image> {
+/// v2 of the test image (`build-debian.sh --variant v2`: v1 + one layer
+/// with /usr/lib/cbootc-test-version = v2), tagged `e2e-v2` in v1's layout;
+/// built once per run for the tests that upgrade to it.
+pub fn image_v2() -> Result<&'static Image> {
+    static IMAGE: OnceLock<std::result::Result<Image, String>> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| build_v2().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("building the v2 test image failed: {e}"))
+}
+
+fn build_v2() -> Result<Image> {
+    let v1 = image()?;
+    let v2 = build_image("v2", "e2e-v2")?;
+    anyhow::ensure!(v2.id != v1.id, "v2 has the composefs id of v1 ({})", v1.id);
+    Ok(v2)
+}
+
+fn build_image(variant: &str, tag: &str) -> Result<Image> {
     let env = env();
     let layout = env.work.join("oci");
-    let tag = "e2e";
     let script = env.repo.join("tests/images/build-debian.sh");
-    eprintln!("e2e: building the Debian test image (cold: ~5 min; cached: seconds)");
+    eprintln!("e2e: building the Debian test image {variant} (cold: ~5 min; cached: seconds)");
     let t0 = Instant::now();
     let out = host(
-        "image-build.log",
+        &format!("image-build-{variant}.log"),
         Duration::from_secs(2400),
         script.to_str().unwrap(),
         &[
@@ -210,13 +229,16 @@ fn build_image() -> Result<Image> {
             "--out",
             layout.to_str().unwrap(),
             "--variant",
-            "v1",
+            variant,
             "--tag",
             tag,
         ],
         &[],
     )?;
-    timing("image build (build-debian.sh)", t0.elapsed());
+    timing(
+        &format!("image build {variant} (build-debian.sh)"),
+        t0.elapsed(),
+    );
     let imgref = out.lines().last().unwrap_or_default().trim().to_owned();
     let want = format!("oci:{}:{tag}", layout.display());
     if imgref != want {
@@ -224,7 +246,10 @@ fn build_image() -> Result<Image> {
     }
     let t0 = Instant::now();
     let id = common::independent_boot_id(&imgref);
-    timing("expected composefs id (composefs crates)", t0.elapsed());
+    timing(
+        &format!("expected composefs id of {variant} (composefs crates)"),
+        t0.elapsed(),
+    );
     eprintln!("e2e: image {imgref}, composefs id {id}");
     Ok(Image {
         layout,
@@ -233,6 +258,52 @@ fn build_image() -> Result<Image> {
         id,
     })
 }
+
+/// Files of the running test that no later test reads (its disks, overlays,
+/// VARS copies): removed when the test ends, passed or failed, so the
+/// suite's peak disk use is the shared files plus one test's, not the sum
+/// of all tests. A CI run once filled its machine's disk this way: the
+/// boots after that hung or failed with ENOSPC. `CBOOTC_E2E_KEEP=1` keeps
+/// them for debugging; logs are always kept.
+static AT_END: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Remove `path` (a file or a directory) when the current test ends.
+pub fn remove_at_end(path: &Path) {
+    AT_END
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(path.to_owned());
+}
+
+fn remove_test_files() {
+    let paths = std::mem::take(&mut *AT_END.lock().unwrap_or_else(|e| e.into_inner()));
+    if std::env::var_os("CBOOTC_E2E_KEEP").is_some_and(|v| v == "1") {
+        return;
+    }
+    for p in paths {
+        let gone = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        if let Err(e) = gone
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("e2e: cannot remove {}: {e}", p.display());
+        }
+    }
+}
+
+/// Bytes free for unprivileged use on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> Result<u64> {
+    let st = rustix::fs::statvfs(path).with_context(|| format!("statvfs {}", path.display()))?;
+    Ok(st.f_bavail * st.f_frsize)
+}
+
+/// Free space below which a test does not start: one test's disk (4 GiB,
+/// mostly sparse) and overlays take ~3 GiB at most (DESIGN.md "Boot
+/// tests"); a boot that meets a full disk hangs until its timeout.
+const MIN_FREE: u64 = 8 << 30;
 
 /// An installed disk: pristine, only ever booted through overlays.
 pub struct Installed {
@@ -246,8 +317,19 @@ fn kargs() -> Vec<&'static str> {
 }
 
 /// `cbootc install to-disk --source oci:… DISK --size 4G --karg … EXTRA…`
-/// with the host's cbootc, into `WORK/disks/NAME.raw`.
+/// with the host's cbootc, into `WORK/disks/NAME.raw` (and `.sb.cer`),
+/// removed when the test ends.
 pub fn install(name: &str, extra: &[&str]) -> Result<Installed> {
+    let inst = install_kept(name, extra)?;
+    remove_at_end(&inst.disk);
+    let mut cer = inst.disk.clone().into_os_string();
+    cer.push(".sb.cer");
+    remove_at_end(Path::new(&cer));
+    Ok(inst)
+}
+
+/// [`install`], kept for the whole run (shared by several tests).
+fn install_kept(name: &str, extra: &[&str]) -> Result<Installed> {
     let env = env();
     let img = image()?;
     let dir = env.work.join("disks");
@@ -276,7 +358,7 @@ pub fn install(name: &str, extra: &[&str]) -> Result<Installed> {
 /// fs-verity), shared by the tests that boot it.
 pub fn ext4_install() -> Result<&'static Installed> {
     static EXT4: OnceLock<std::result::Result<Installed, String>> = OnceLock::new();
-    EXT4.get_or_init(|| install("ext4", &[]).map_err(|e| format!("{e:#}")))
+    EXT4.get_or_init(|| install_kept("ext4", &[]).map_err(|e| format!("{e:#}")))
         .as_ref()
         .map_err(|e| anyhow::anyhow!("the ext4 install failed: {e}"))
 }
@@ -319,6 +401,7 @@ pub fn podman_install(name: &str) -> Result<Installed> {
     let out = env.work.join(format!("{name}-output"));
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
+    remove_at_end(&out);
     let output_mount = format!("{}:/output", out.display());
     let mut args = vec![
         "run",
@@ -450,6 +533,7 @@ impl Ctx {
         if fresh_overlay || !overlay.exists() {
             vm::overlay(disk, &overlay)?;
         }
+        remove_at_end(&overlay);
         let mut drives = vec![Drive::new(&overlay, Format::Qcow2, "system")];
         drives.extend(extra);
         let name = format!("{}-{boot}", self.name);
@@ -523,6 +607,14 @@ pub fn e2e(name: &str, body: impl FnOnce(&mut Ctx) -> Result<()>) {
         vm::OVMF
     );
     let env = env();
+    let free = free_bytes(&env.work).unwrap_or(u64::MAX);
+    assert!(
+        free >= MIN_FREE,
+        "{name}: only {:.1} GiB free on {}; a boot test needs {} GiB",
+        free as f64 / GIB,
+        env.work.display(),
+        MIN_FREE >> 30
+    );
     let t0 = Instant::now();
     let mut ctx = Ctx {
         name: name.into(),
@@ -531,6 +623,17 @@ pub fn e2e(name: &str, body: impl FnOnce(&mut Ctx) -> Result<()>) {
     };
     let result = body(&mut ctx);
     timing(&format!("{name}: test total"), t0.elapsed());
+    // What this test's files took at their peak is not observable after
+    // the fact; what is left before they go is close to it.
+    let before = free_bytes(&env.work).unwrap_or(0);
+    remove_test_files();
+    let after = free_bytes(&env.work).unwrap_or(0);
+    eprintln!(
+        "e2e: {name}: its files took {:.2} GiB; {:.1} GiB free on {}",
+        after.saturating_sub(before) as f64 / GIB,
+        after as f64 / GIB,
+        env.work.display()
+    );
     if let Err(e) = result {
         let mut msg = format!("{name} failed: {e:#}\n");
         if let Some(log) = &ctx.last_log {

@@ -23,54 +23,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 
 use crate::checks::{self, Expect, one_line};
-use crate::common;
 use crate::common::registry::{CountingProxy, RegistryServer};
 use crate::fixture::{self, Ctx, e2e, image, timing};
 use crate::vm::{self, Vm};
 
 /// The repository name in the test registry.
 const REPO: &str = "cbootc-test";
-
-/// v2 of the test image (`build-debian.sh --variant v2`: v1 + one layer
-/// with /usr/lib/cbootc-test-version = v2), tagged `e2e-v2` in the same
-/// layout as v1. Returns `(oci:LAYOUT:e2e-v2, expected composefs id)`.
-fn image_v2() -> Result<(String, String)> {
-    let env = fixture::env();
-    let img = image()?;
-    let tag = "e2e-v2";
-    let script = env.repo.join("tests/images/build-debian.sh");
-    let t0 = Instant::now();
-    let out = fixture::host(
-        "image-build-v2.log",
-        Duration::from_secs(2400),
-        script.to_str().unwrap(),
-        &[
-            "--cbootc",
-            env.cbootc.to_str().unwrap(),
-            "--out",
-            img.layout.to_str().unwrap(),
-            "--variant",
-            "v2",
-            "--tag",
-            tag,
-        ],
-        &[],
-    )?;
-    timing(
-        "image build v2 (build-debian.sh --variant v2)",
-        t0.elapsed(),
-    );
-    let imgref = out.lines().last().unwrap_or_default().trim().to_owned();
-    let want = format!("oci:{}:{tag}", img.layout.display());
-    ensure!(
-        imgref == want,
-        "build-debian.sh printed {imgref:?}, expected {want:?}"
-    );
-    let id = common::independent_boot_id(&imgref);
-    ensure!(id != img.id, "v2 has the same composefs id as v1 ({id})");
-    eprintln!("e2e: image {imgref}, composefs id {id}");
-    Ok((imgref, id))
-}
 
 /// `cbootc status --json`, parsed.
 fn status(vm: &mut Vm) -> Result<serde_json::Value> {
@@ -167,12 +125,13 @@ fn expect_file(vm: &mut Vm, when: &str, file: &str, want: &str) -> Result<()> {
 fn lifecycle_switch_reboot_rollback() {
     e2e("lifecycle", |ctx: &mut Ctx| {
         let img = image()?;
-        let (_, v2_id) = image_v2()?;
+        let v2 = fixture::image_v2()?;
+        let v2_id = v2.id.clone();
         let v1_id = img.id.clone();
 
         let registry = RegistryServer::start(None);
         let t0 = Instant::now();
-        registry.push(&img.layout, "e2e-v2", &format!("{REPO}:v2"), None, false);
+        registry.push(&v2.layout, &v2.tag, &format!("{REPO}:v2"), None, false);
         timing("lifecycle: skopeo push v2 to the registry", t0.elapsed());
         // The guest pulls through a counting proxy: bytes of the v2 pull.
         let proxy = CountingProxy::start(&registry.addr());

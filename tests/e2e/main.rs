@@ -211,6 +211,7 @@ fn verity_required_install_in_guest() {
         let target = fixture::env().work.join("disks/verity.raw");
         let _ = std::fs::remove_file(&target);
         std::fs::File::create(&target)?.set_len(4 << 30)?;
+        fixture::remove_at_end(&target);
 
         let mut vm = ctx.boot(
             "installer",

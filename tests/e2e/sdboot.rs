@@ -142,6 +142,7 @@ fn one_shot_entry_boots_once() {
         std::fs::create_dir_all(vars.parent().unwrap())?;
         std::fs::copy(vm::OVMF_VARS, &vars)
             .with_context(|| format!("copying {}", vm::OVMF_VARS))?;
+        crate::fixture::remove_at_end(&vars);
         ctx.firmware = Firmware::Pflash {
             code: vm::OVMF_CODE.into(),
             vars: vars.clone(),

@@ -40,7 +40,7 @@ use anyhow::{Context, Result, bail, ensure};
 use cbootc::boot::systemd_boot;
 
 use crate::common;
-use crate::fixture::{self, Ctx, e2e, host, image, timing};
+use crate::fixture::{self, Ctx, e2e, host, image, image_v2, timing};
 use crate::vm::{self, Drive, Firmware, Format, Vm};
 
 /// systemd-boot's vendor GUID (LoaderEntrySelected, LoaderInfo).
@@ -49,55 +49,6 @@ const LOADER_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 const GLOBAL_GUID: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
 /// The owner GUID cbootc's certificate is enrolled with.
 const DB_OWNER: &str = "605dab50-e046-4300-abb6-3dd810dd8b23";
-
-const V2_TAG: &str = "e2e-v2";
-
-/// The v2 image (v1 + a layer setting /usr/lib/cbootc-test-version = v2),
-/// in the same layout as v1, and its composefs id.
-struct V2 {
-    id: String,
-}
-
-fn image_v2() -> Result<&'static V2> {
-    static V2: OnceLock<std::result::Result<V2, String>> = OnceLock::new();
-    V2.get_or_init(|| build_v2().map_err(|e| format!("{e:#}")))
-        .as_ref()
-        .map_err(|e| anyhow::anyhow!("building the v2 test image failed: {e}"))
-}
-
-fn build_v2() -> Result<V2> {
-    let env = fixture::env();
-    let v1 = image()?;
-    let script = env.repo.join("tests/images/build-debian.sh");
-    let t0 = Instant::now();
-    let out = host(
-        "image-build-v2.log",
-        Duration::from_secs(2400),
-        script.to_str().unwrap(),
-        &[
-            "--cbootc",
-            env.cbootc.to_str().unwrap(),
-            "--out",
-            v1.layout.to_str().unwrap(),
-            "--variant",
-            "v2",
-            "--tag",
-            V2_TAG,
-        ],
-        &[],
-    )?;
-    timing("image build v2 (build-debian.sh)", t0.elapsed());
-    let imgref = out.lines().last().unwrap_or_default().trim().to_owned();
-    let want = format!("oci:{}:{V2_TAG}", v1.layout.display());
-    ensure!(
-        imgref == want,
-        "build-debian.sh printed {imgref:?}, expected {want:?}"
-    );
-    let id = common::independent_boot_id(&imgref);
-    ensure!(id != v1.id, "v2 has the composefs id of v1");
-    eprintln!("e2e: image {imgref}, composefs id {id}");
-    Ok(V2 { id })
-}
 
 /// The OCI layout holding v1 and v2, as a disk image for the guest.
 fn layout_disk() -> Result<&'static PathBuf> {
@@ -265,6 +216,7 @@ fn cycle(ctx: &mut Ctx, style: Style, extra: &[&str]) -> Result<()> {
 
     let vars = env.work.join("overlays").join(format!("{name}-vars.fd"));
     std::fs::create_dir_all(vars.parent().unwrap())?;
+    fixture::remove_at_end(&vars);
     ctx.firmware = match style {
         Style::Uki => {
             copy_vars(vm::OVMF_VARS, &vars)?;
@@ -306,7 +258,7 @@ fn cycle(ctx: &mut Ctx, style: Style, extra: &[&str]) -> Result<()> {
     vm.ok("mkdir -p /run/oci && mount -o ro /dev/disk/by-id/virtio-oci /run/oci")?;
     let t0 = Instant::now();
     let out = vm.ok_timeout(
-        &format!("cbootc switch oci:/run/oci:{V2_TAG} 2>&1"),
+        &format!("cbootc switch oci:/run/oci:{} 2>&1", v2.tag),
         Duration::from_secs(1200),
     )?;
     timing(
@@ -422,7 +374,7 @@ fn failed_trial(ctx: &mut Ctx, mut vm: Vm, disk: &Path) -> Result<()> {
     let name = ctx.name.clone();
     vm.ok("mkdir -p /run/oci && mount -o ro /dev/disk/by-id/virtio-oci /run/oci")?;
     vm.ok_timeout(
-        &format!("cbootc switch oci:/run/oci:{V2_TAG} 2>&1"),
+        &format!("cbootc switch oci:/run/oci:{} 2>&1", v2.tag),
         Duration::from_secs(1200),
     )?;
     trial_staged(&mut vm, &v2.id)?;
@@ -527,6 +479,7 @@ fn unsigned_refused(ctx: &mut Ctx) -> Result<()> {
     let installed = env.work.join(format!("disks/{name}.raw"));
     let disk = env.work.join(format!("disks/{name}-unsigned.raw"));
     let _ = std::fs::remove_file(&disk);
+    fixture::remove_at_end(&disk);
     host(
         &format!("{name}-unsigned-cp.log"),
         Duration::from_secs(300),

@@ -330,8 +330,11 @@ impl Vm {
                 Format::Qcow2 => "qcow2",
             };
             let ro = if d.read_only { ",readonly=on" } else { "" };
+            // werror=report: a full host disk becomes I/O errors on the
+            // console instead of QEMU's default, a silently paused guest
+            // that the harness can only time out on.
             cmd.arg("-drive").arg(format!(
-                "if=none,id=d{i},format={format},file={}{ro}",
+                "if=none,id=d{i},format={format},file={}{ro},werror=report,rerror=report",
                 d.path.display()
             ));
             let boot = if i == 0 { ",bootindex=0" } else { "" };

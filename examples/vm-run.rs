@@ -59,7 +59,7 @@ fn run() -> Result<bool> {
     std::fs::create_dir_all(&logs)?;
     let stem = disk.file_stem().unwrap().to_string_lossy().into_owned();
     let overlay = logs.join(format!("{stem}.overlay.qcow2"));
-    vm::overlay(&disk, &overlay)?;
+    vm::overlay(&disk, vm::Format::Raw, &overlay)?;
 
     eprintln!(
         "vm-run: booting {} (console log: {})",

@@ -522,6 +522,7 @@ fn unsigned_refused(ctx: &mut Ctx) -> Result<()> {
         .work
         .join("overlays")
         .join(format!("{name}-unsigned-vars.fd"));
+    fixture::remove_at_end(&vars);
     enrolled_vars(&sb_cert(&installed), &vars)?;
     ctx.firmware = Firmware::Pflash {
         code: vm::OVMF_CODE_SECBOOT.into(),

@@ -176,6 +176,16 @@ pub enum Format {
     Qcow2,
 }
 
+impl Format {
+    /// QEMU's name of the format.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Qcow2 => "qcow2",
+        }
+    }
+}
+
 /// A virtio disk. `serial` names it in the guest:
 /// `/dev/disk/by-id/virtio-SERIAL`.
 #[derive(Debug, Clone)]
@@ -217,12 +227,13 @@ pub fn user_net() -> Vec<String> {
     ]
 }
 
-/// Create a qcow2 overlay on `base` (raw) so the installed disk stays
-/// pristine; the overlay is what the VM writes.
-pub fn overlay(base: &Path, overlay: &Path) -> Result<()> {
+/// Create a qcow2 overlay on `base` (`format`: the installed raw disk, or
+/// an earlier boot's overlay) so the installed disk stays pristine; the
+/// overlay is what the VM writes.
+pub fn overlay(base: &Path, format: Format, overlay: &Path) -> Result<()> {
     let _ = std::fs::remove_file(overlay);
     let out = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .args(["create", "-q", "-f", "qcow2", "-F", format.name(), "-b"])
         .arg(base)
         .arg(overlay)
         .output()
@@ -325,10 +336,7 @@ impl Vm {
             .args(["-serial", "stdio", "-no-reboot"])
             .args(["-device", "virtio-rng-pci", "-nic", "none"]);
         for (i, d) in spec.drives.iter().enumerate() {
-            let format = match d.format {
-                Format::Raw => "raw",
-                Format::Qcow2 => "qcow2",
-            };
+            let format = d.format.name();
             let ro = if d.read_only { ",readonly=on" } else { "" };
             // werror=report: a full host disk becomes I/O errors on the
             // console instead of QEMU's default, a silently paused guest

@@ -29,9 +29,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The loop module is not always loaded on a fresh machine.
 modprobe loop 2>/dev/null || true
-# Free space, at the start and at the end (pass or fail): the boot tests
-# need ~25 GiB at their peak (DESIGN.md "Boot tests"), and a full disk shows
-# up as hung or failing boots.
+# Free space, at the start and at the end (pass or fail): a run needs ~10 GB
+# besides the apt packages (DESIGN.md "Boot tests", disk space), and a full
+# disk shows up as failing installs and boots.
 df -h . | sed 's/^/== disk: /'
 trap 'df -h . | sed "s/^/== disk at exit: /"' EXIT
 

@@ -159,12 +159,25 @@ pub fn import_with(
                 e.context(format!("importing {imgref}"))
             }
         })?;
-    tracing::info!(
-        "imported {imgref}: {} layers ({} already present)",
-        result.stats.layers,
-        result.stats.layers_already_present
-    );
+    tracing::info!("imported {imgref}: {}", import_summary(&result.stats));
     open_imported(repo, imgref, &result.manifest_digest)
+}
+
+/// What an import stored, from the counts composefs-oci keeps. Its
+/// `layers` stays 0 on the OCI-layout path (composefs-oci 0.9.4
+/// `oci_layout.rs` merges only object counts), so objects are what is
+/// reported; layers only when whole layers were skipped.
+fn import_summary(s: &composefs_oci::ImportStats) -> String {
+    let mut text = format!(
+        "{} new objects ({}), {} already present",
+        s.new_objects(),
+        crate::util::size::format_size(s.new_bytes()),
+        s.objects_already_present
+    );
+    if s.layers_already_present > 0 {
+        text += &format!("; {} layers already present", s.layers_already_present);
+    }
+    text
 }
 
 /// Read back an image already in `repo` by manifest digest, generating its
@@ -391,5 +404,31 @@ mod tests {
         assert_eq!(compare_versions("6.1.0", "6.10.0"), Less);
         assert_eq!(compare_versions("5.14.0-1", "5.14.0-1"), Equal);
         assert_eq!(compare_versions("6.1", "6.1.1"), Less);
+    }
+
+    #[test]
+    fn import_summary_counts_objects_and_skipped_layers() {
+        let stats = composefs_oci::ImportStats {
+            objects_copied: 3,
+            objects_hardlinked: 2,
+            objects_already_present: 7,
+            bytes_copied: 3 << 20,
+            bytes_hardlinked: 1 << 20,
+            ..Default::default()
+        };
+        let text = import_summary(&stats);
+        assert!(text.starts_with("5 new objects ("), "{text}");
+        assert!(text.ends_with("), 7 already present"), "{text}");
+        let skipped = composefs_oci::ImportStats {
+            layers_already_present: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            import_summary(&skipped),
+            format!(
+                "0 new objects ({}), 0 already present; 2 layers already present",
+                crate::util::size::format_size(0)
+            )
+        );
     }
 }

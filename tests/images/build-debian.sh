@@ -226,14 +226,22 @@ fi
 if [[ ${#units[@]} -gt 0 ]]; then
     install -d -m 0755 "$l2/usr/lib/systemd" "$l2/usr/lib/systemd/system"
     install -m 0644 "${units[@]}" "$l2/usr/lib/systemd/system/"
-    # Enable each unit for the target its [Install] WantedBy= names, in
-    # /usr (the image's own presets), not /etc (the user's).
+    # Enable each unit for the target its [Install] WantedBy= names
+    # (README "Putting cbootc in an image"): the update timer in the
+    # image's /etc, as `systemctl enable` in a Containerfile does, so that
+    # `systemctl disable` turns automatic updates off and the choice
+    # survives upgrades; the services a deployment needs in /usr.
     for u in "${units[@]}"; do
         name=${u##*/}
         wanted=$(sed -n 's/^WantedBy=//p' "$u")
         for target in $wanted; do
-            install -d -m 0755 "$l2/usr/lib/systemd/system/$target.wants"
-            ln -sf "../$name" "$l2/usr/lib/systemd/system/$target.wants/$name"
+            if [[ $name == cbootc-update.timer ]]; then
+                install -d -m 0755 "$l2/etc/systemd/system/$target.wants"
+                ln -sf "/usr/lib/systemd/system/$name" "$l2/etc/systemd/system/$target.wants/$name"
+            else
+                install -d -m 0755 "$l2/usr/lib/systemd/system/$target.wants"
+                ln -sf "../$name" "$l2/usr/lib/systemd/system/$target.wants/$name"
+            fi
         done
     done
 fi

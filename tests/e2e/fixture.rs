@@ -263,7 +263,7 @@ fn build_image(variant: &str, tag: &str) -> Result<Image> {
 /// VARS copies): removed when the test ends, passed or failed, so the
 /// suite's peak disk use is the shared files plus one test's, not the sum
 /// of all tests. A CI run once filled its machine's disk this way: the
-/// boots after that hung or failed with ENOSPC. `CBOOTC_E2E_KEEP=1` keeps
+/// installs after that failed with ENOSPC. `CBOOTC_E2E_KEEP=1` keeps
 /// them for debugging; logs are always kept.
 static AT_END: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -322,10 +322,15 @@ fn kargs() -> Vec<&'static str> {
 pub fn install(name: &str, extra: &[&str]) -> Result<Installed> {
     let inst = install_kept(name, extra)?;
     remove_at_end(&inst.disk);
-    let mut cer = inst.disk.clone().into_os_string();
-    cer.push(".sb.cer");
-    remove_at_end(Path::new(&cer));
+    remove_at_end(&sb_cert(&inst.disk));
     Ok(inst)
+}
+
+/// `DISK.sb.cer`, written by `install to-disk --secure-boot --uki`.
+pub fn sb_cert(disk: &Path) -> PathBuf {
+    let mut s = disk.as_os_str().to_owned();
+    s.push(".sb.cer");
+    PathBuf::from(s)
 }
 
 /// [`install`], kept for the whole run (shared by several tests).
@@ -511,9 +516,10 @@ const TCG_STALL: &[&str] = &[
 ];
 
 impl Ctx {
-    /// Boot `disk` (raw) through a fresh qcow2 overlay named after the boot,
-    /// with `extra` drives after it, and log in. `fresh_overlay = false`
-    /// reuses this test's overlay of `disk` (a reboot of the same machine).
+    /// Boot `disk` (raw) through a new qcow2 overlay named after the boot,
+    /// with `extra` drives after it, and log in. The overlay is backed by
+    /// `disk` itself if `fresh_overlay` or on this test's first boot of it,
+    /// else by the previous boot's overlay (a reboot of the same machine).
     pub fn boot(
         &mut self,
         boot: &str,
@@ -554,25 +560,22 @@ impl Ctx {
             _ => (disk.to_owned(), Format::Raw),
         };
         remove_at_end(&overlay);
+        // (VARS, its copy from before this boot)
         let vars = match &self.firmware {
-            vm::Firmware::Pflash { vars, .. } => Some(vars.clone()),
+            vm::Firmware::Pflash { vars, .. } => {
+                let mut before = vars.clone().into_os_string();
+                before.push(".before-boot");
+                let before = PathBuf::from(before);
+                std::fs::copy(vars, &before)
+                    .with_context(|| format!("copying {}", vars.display()))?;
+                remove_at_end(&before);
+                Some((vars.clone(), before))
+            }
             vm::Firmware::Bios => None,
         };
-        let vars_before = vars.as_ref().map(|v| {
-            let mut p = v.clone().into_os_string();
-            p.push(".before-boot");
-            PathBuf::from(p)
-        });
-        if let (Some(v), Some(b)) = (&vars, &vars_before) {
-            std::fs::copy(v, b).with_context(|| format!("copying {}", v.display()))?;
-            remove_at_end(b);
-        }
         let mut name = format!("{}-{boot}", self.name);
         for attempt in 1..=2 {
             vm::overlay(&backing, format, &overlay)?;
-            if let (Some(v), Some(b)) = (&vars, &vars_before) {
-                std::fs::copy(b, v).with_context(|| format!("restoring {}", v.display()))?;
-            }
             let mut drives = vec![Drive::new(&overlay, Format::Qcow2, "system")];
             drives.extend(extra.iter().cloned());
             self.last_log = Some(env.logs.join(format!("{name}.log")));
@@ -616,6 +619,10 @@ impl Ctx {
                                 vm.uptime(),
                             );
                             drop(vm);
+                            if let Some((v, before)) = &vars {
+                                std::fs::copy(before, v)
+                                    .with_context(|| format!("restoring {}", v.display()))?;
+                            }
                             name = format!("{}-{boot}-retry", self.name);
                         }
                         _ => return Err(e),

@@ -235,7 +235,7 @@ fn cycle(ctx: &mut Ctx, style: Style, extra: &[&str]) -> Result<()> {
             }
         }
         Style::SignedUki => {
-            let cert = sb_cert(&inst.disk);
+            let cert = fixture::sb_cert(&inst.disk);
             ensure!(cert.exists(), "install wrote no {}", cert.display());
             enrolled_vars(&cert, &vars)?;
             Firmware::Pflash {
@@ -432,13 +432,6 @@ fn failed_trial(ctx: &mut Ctx, mut vm: Vm, disk: &Path) -> Result<()> {
     ctx.shutdown(vm, "poweroff")
 }
 
-/// `DISK.sb.cer`, written by `install to-disk --secure-boot --uki`.
-fn sb_cert(disk: &Path) -> PathBuf {
-    let mut s = disk.as_os_str().to_owned();
-    s.push(".sb.cer");
-    PathBuf::from(s)
-}
-
 /// `--uki`: systemd-boot + UKIs, OVMF with a VARS copy, no Secure Boot.
 #[test]
 #[ignore = "boots QEMU; run with --ignored"]
@@ -523,7 +516,7 @@ fn unsigned_refused(ctx: &mut Ctx) -> Result<()> {
         .join("overlays")
         .join(format!("{name}-unsigned-vars.fd"));
     fixture::remove_at_end(&vars);
-    enrolled_vars(&sb_cert(&installed), &vars)?;
+    enrolled_vars(&fixture::sb_cert(&installed), &vars)?;
     ctx.firmware = Firmware::Pflash {
         code: vm::OVMF_CODE_SECBOOT.into(),
         vars,
@@ -580,7 +573,6 @@ fn unsigned_refused(ctx: &mut Ctx) -> Result<()> {
         bail!("after the refusal ({line:?}), the kernel started anyway ({k:?})");
     }
     drop(vm);
-    let _ = std::fs::remove_file(&disk);
     Ok(())
 }
 
